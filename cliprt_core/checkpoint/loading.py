@@ -1,0 +1,93 @@
+"""Load a CLIP-RT model from our checkpoint format or the authors' official files."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cliprt_core.checkpoint import native, official
+from cliprt_core.checkpoint.errors import CheckpointError
+from cliprt_core.checkpoint.hub import resolve_checkpoint
+from cliprt_core.checkpoint.safe_load import safe_torch_load
+from cliprt_core.config import ConfigError, from_dict
+from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
+from cliprt_core.model.modeling import CLIPRT, create_model
+
+# Architectures of the official files (they do not record their config).
+OFFICIAL_CHUNK_CONFIG = "cliprt-plus-vit-h-14-378"
+OFFICIAL_DISCRETE_CONFIG = "cliprt-vit-h-14-378"
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint read from disk: the resolved file, its kind and its raw payload."""
+
+    path: Path
+    kind: str  # "native" | "official"
+    payload: dict[str, Any] = field(repr=False)
+
+
+def load_payload(path_or_id: str | os.PathLike) -> LoadedCheckpoint:
+    """Resolve and read a checkpoint safely, and classify it."""
+    path = resolve_checkpoint(path_or_id)
+    payload = safe_torch_load(path)
+    if native.is_native(payload):
+        if payload.get("version", 0) > native.VERSION:
+            raise CheckpointError(f"{path}: checkpoint format version {payload['version']} is "
+                                  f"newer than this cliprt ({native.VERSION}); upgrade cliprt")
+        return LoadedCheckpoint(path, "native", payload)
+    if official.is_official(payload):
+        return LoadedCheckpoint(path, "official", payload)
+    keys = list(payload)[:10] if isinstance(payload, dict) else type(payload).__name__
+    raise CheckpointError(f"{path}: neither a cliprt checkpoint nor an official CLIP-RT file "
+                          f"(top-level: {keys})")
+
+
+def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str | None = None
+               ) -> tuple[CLIPRT, LoadedCheckpoint]:
+    """Build the model described by a checkpoint and load its weights strictly.
+
+    ``model_config`` is required only for official files whose architecture is not the
+    published ViT-H-14-378 one (e.g. a tiny test model in the official layout).
+    """
+    loaded = load_payload(path_or_id)
+    payload = loaded.payload
+    if loaded.kind == "native":
+        try:
+            config = from_dict(CLIPRTConfig, payload["model_config"])
+        except (ConfigError, KeyError) as exc:
+            raise CheckpointError(f"{loaded.path}: invalid model_config: {exc}") from exc
+        if model_config is not None:
+            raise CheckpointError("cliprt checkpoints carry their own model config; "
+                                  "do not pass model_config")
+        model = create_model(config)
+        state = payload.get("state_dict")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{loaded.path}: no state_dict")
+        _load_strict(model, state, loaded.path)
+    else:
+        state = payload["state_dict"]
+        if model_config is None:
+            model_config = (OFFICIAL_CHUNK_CONFIG if official.has_action_decoder(state)
+                            else OFFICIAL_DISCRETE_CONFIG)
+        config = (load_model_config(model_config) if isinstance(model_config, str)
+                  else model_config)
+        model = create_model(config)
+        mapped = official.map_official_state_dict(state, model.state_dict())
+        _load_strict(model, mapped, loaded.path)
+    return model, loaded
+
+
+def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad_shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                  for k in set(state) & set(expected) if state[k].shape != expected[k].shape]
+    if missing or unexpected or bad_shapes:
+        raise CheckpointError(f"{path}: weights do not match the model: missing={missing[:20]} "
+                              f"unexpected={unexpected[:20]} shape mismatches={bad_shapes[:20]}")
+    model.load_state_dict(state, strict=True)

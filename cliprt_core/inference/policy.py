@@ -1,0 +1,156 @@
+"""The CLIP-RT policy API: ``reset(instruction)``, ``act(image)``, ``act_batch(images, texts)``."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from cliprt_core.actions import load_vocabulary
+from cliprt_core.inference.embedding_cache import EmbeddingCache
+from cliprt_core.inference.inputs import (NonFiniteActionError, PolicyInputError,
+                                          validate_batch, validate_image, validate_instruction)
+from cliprt_core.inference.query import QueryGraph
+from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
+from cliprt_core.model.modeling import CLIPRT, create_model
+from cliprt_core.model.preprocessing import preprocess_eval
+
+QueryFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DiscreteAction:
+    """A discrete CLIP-RT decision: the chosen primitive phrase and its action vector."""
+
+    phrase: str
+    index: int
+    action: np.ndarray  # the vocabulary's vector (its ``dimensions``), float32
+    score: float  # sigmoid(cosine) of the chosen primitive
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that support it (fp16 otherwise), fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class Policy:
+    """Serve a CLIP-RT model: one image encode plus the head per query.
+
+    Instruction prompt embeddings are cached by string in a bounded LRU (``cache_size=0``
+    disables it: every query re-encodes, the naive baseline of ``cliprt-bench``); primitive
+    phrase embeddings of the discrete head are computed once at construction.
+    """
+
+    def __init__(self, model: CLIPRT, device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = None, cache_size: int = 256) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype or default_dtype(self.device)
+        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.config: CLIPRTConfig = model.config
+        self.cache = EmbeddingCache(cache_size)
+        self.instruction: str | None = None
+        self.vocabulary = None
+        primitives = None
+        if self.config.head == "discrete":
+            self.vocabulary = load_vocabulary(self.config.vocabulary)
+            primitives = self._encode_texts(self.vocabulary.phrases, prompt=False)
+        self.graph = QueryGraph(self.model, primitives).eval()
+        self.query: QueryFn = self.graph
+        self.backend_name = "torch"
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path_or_id: str | os.PathLike, device: str | None = None,
+                        dtype: torch.dtype | None = None,
+                        model_config: CLIPRTConfig | str | None = None,
+                        cache_size: int = 256) -> "Policy":
+        """Load a cliprt checkpoint, an official CLIP-RT file, or a hub id."""
+        from cliprt_core.checkpoint import load_model
+
+        model, _ = load_model(path_or_id, model_config)
+        return cls(model, device=device, dtype=dtype, cache_size=cache_size)
+
+    @classmethod
+    def from_config(cls, config: CLIPRTConfig | str, device: str | None = None,
+                    dtype: torch.dtype | None = None, seed: int = 0,
+                    cache_size: int = 256) -> "Policy":
+        """A policy with random weights (demos, tests, benchmarks) from a model config."""
+        if isinstance(config, str):
+            config = load_model_config(config)
+        torch.manual_seed(seed)
+        return cls(create_model(config), device=device, dtype=dtype, cache_size=cache_size)
+
+    # --- policy contract --------------------------------------------------------------------------
+    def reset(self, instruction: str) -> None:
+        """Start an episode for ``instruction`` (validated; its embedding is computed now)."""
+        self.instruction = validate_instruction(instruction)
+        self.prompt_embeddings([self.instruction])
+
+    def act(self, image: np.ndarray) -> np.ndarray | DiscreteAction:
+        """One query for the current instruction: an ``(chunk, action_dim)`` float32 chunk
+        (CLIP-RT+) or a :class:`DiscreteAction`."""
+        if self.instruction is None:
+            raise PolicyInputError("no instruction: call reset(instruction) first")
+        validate_image(image)
+        return self.act_batch([image], [self.instruction])[0]
+
+    def act_batch(self, images: Sequence[np.ndarray] | np.ndarray, instructions: Sequence[str]
+                  ) -> np.ndarray | list[DiscreteAction]:
+        """Many clients in one forward: ``(B, chunk, action_dim)`` or B discrete actions."""
+        image_list, texts = validate_batch(images, instructions)
+        with torch.inference_mode():
+            pixels = self.preprocess(image_list)
+            prompts = self.prompt_embeddings(texts)
+            output = self.query(pixels, prompts).float().cpu().numpy()
+        if not np.isfinite(output).all():
+            raise NonFiniteActionError(
+                f"the model produced non-finite outputs for {len(texts)} quer"
+                f"{'y' if len(texts) == 1 else 'ies'}; the action was withheld")
+        if self.config.head == "chunk":
+            return output.astype(np.float32, copy=False)
+        return [self._discrete(scores) for scores in output]
+
+    # --- building blocks --------------------------------------------------------------------------
+    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8 HxWx3 images -> normalised model input on the device, in the model dtype."""
+        size = self.model.image_size
+        if all(img.shape == images[0].shape for img in images):
+            batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+            pixels = preprocess_eval(batch, size)
+        else:
+            pixels = torch.cat([preprocess_eval(torch.from_numpy(img[None]).to(self.device), size)
+                                for img in images])
+        return pixels.to(self.dtype)
+
+    def prompt_embeddings(self, instructions: list[str]) -> torch.Tensor:
+        """Raw prompt embeddings ``[B, D]``, encoding only instructions not in the cache."""
+        found: dict[str, torch.Tensor] = {}
+        missing = []
+        for text in dict.fromkeys(instructions):
+            cached = self.cache.get(text)
+            if cached is None:
+                missing.append(text)
+            else:
+                found[text] = cached
+        if missing:
+            with torch.inference_mode():
+                encoded = self._encode_texts(missing, prompt=True)
+            for text, embedding in zip(missing, encoded):
+                self.cache.put(text, embedding)
+                found[text] = embedding
+        return torch.stack([found[text] for text in instructions])
+
+    def _encode_texts(self, texts: list[str], prompt: bool) -> torch.Tensor:
+        tokens = self.model.tokenize_prompts(texts) if prompt else self.model.tokenize(texts)
+        with torch.inference_mode():
+            return self.model.encode_text(tokens.to(self.device))
+
+    def _discrete(self, scores: np.ndarray) -> DiscreteAction:
+        index = int(np.argmax(scores))
+        return DiscreteAction(phrase=self.vocabulary.phrases[index], index=index,
+                              action=self.vocabulary.vectors[index].astype(np.float32),
+                              score=float(scores[index]))

@@ -1,0 +1,70 @@
+"""Typed configuration of a CLIP-RT model (discrete head or CLIP-RT+ action-chunk decoder)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cliprt_core.config import ConfigError, load_config
+from cliprt_core.paths import resolve_config_file
+
+DEFAULT_PROMPT = "what motion should the robot arm perform to complete the instruction '{}'?"
+
+
+@dataclass
+class DecoderConfig:
+    """The CLIP-RT+ action decoder: a second, bidirectional text transformer."""
+
+    layers: int = 24
+    heads: int = 16
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class HeadConfig:
+    """The MLP-ResNet action head on top of the decoder's chunk tokens."""
+
+    hidden_dim: int = 1024
+    blocks: int = 2
+
+
+@dataclass
+class CLIPRTConfig:
+    """Architecture of a CLIP-RT policy.
+
+    ``backbone`` names an open_clip architecture; ``backbone_config`` (an open_clip model config
+    dict with ``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``) overrides it for custom
+    models such as the tiny test model. ``head='chunk'`` is CLIP-RT+ (continuous 8x7 chunks);
+    ``head='discrete'`` scores language motion primitives of ``vocabulary``.
+    """
+
+    name: str = "cliprt"
+    backbone: str = "ViT-H-14-378-quickgelu"
+    backbone_config: dict[str, Any] | None = None
+    head: Literal["chunk", "discrete"] = "chunk"
+    chunk_size: int = 8
+    action_dim: int = 7
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    action_head: HeadConfig = field(default_factory=HeadConfig)
+    vocabulary: str = "pretrain_50"
+    prompt_template: str = DEFAULT_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1 or self.action_dim < 1:
+            raise ConfigError("chunk_size and action_dim must be >= 1")
+        if "{}" not in self.prompt_template:
+            raise ConfigError("prompt_template must contain '{}' for the instruction")
+
+    @property
+    def num_action_tokens(self) -> int:
+        return self.chunk_size * self.action_dim
+
+    def prompt(self, instruction: str) -> str:
+        """The text prompt for an instruction (lower-cased, as in CLIP-RT)."""
+        return self.prompt_template.format(instruction.strip().lower())
+
+
+def load_model_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None
+                      ) -> CLIPRTConfig:
+    """Load a model config by name (``config/models/<name>.yaml``) or path."""
+    return load_config(CLIPRTConfig, resolve_config_file("models", name_or_path), overrides or [])
