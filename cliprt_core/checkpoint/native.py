@@ -25,7 +25,7 @@ def make_payload(model: torch.nn.Module, metadata: dict[str, Any] | None = None,
     """The checkpoint dict for ``model`` (a CLIPRT); ``extra`` adds e.g. optimizer state."""
     info = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
     }
     info.update(metadata or {})

@@ -1,0 +1,64 @@
+"""The one config system: typed dataclasses, unknown keys rejected, dotted overrides."""
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from cliprt_core.config import ConfigError, load_config, save_config, to_dict
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+
+
+@dataclass
+class Run:
+    name: str = "run"
+    steps: int = 10
+    amp: bool = False
+    mode: Literal["chunk", "discrete"] = "chunk"
+    tasks: list[int] = field(default_factory=list)
+    path: str | None = None
+    optim: Optim = field(default_factory=Optim)
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: a\noptim: {lr: 0.5}\n")
+    run = load_config(Run, path, ["steps=20", "optim.betas=[0.8, 0.9]", "tasks=[1, 2]",
+                                  "amp=true", "path=null"])
+    assert run == Run(name="a", steps=20, amp=True, tasks=[1, 2],
+                      optim=Optim(lr=0.5, betas=(0.8, 0.9)))
+    save_config(run, tmp_path / "out.yaml")
+    assert load_config(Run, tmp_path / "out.yaml") == run
+    assert to_dict(run)["optim"]["betas"] == [0.8, 0.9]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=1", "optim.lrr"),
+    ("stepz=1", "stepz"),
+    ("steps=abc", "steps: expected an integer"),
+    ("amp=3", "amp: expected true/false"),
+    ("mode=other", "mode: 'other' is not one of"),
+    ("optim.betas=[1]", "expected 2 items"),
+    ("name", "key=value"),
+    ("steps.x=1", "steps: expected an integer"),
+    ("name.x=1", "not a section"),
+])
+def test_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Run, {"name": "n"}, [override])
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Run, tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(Run, bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(Run, bad)
