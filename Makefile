@@ -1,0 +1,87 @@
+# cliprt developer entry points. Everything a fresh clone needs is installed by these targets:
+#   make venv     pinned Python environment in .venv (torch CPU, open_clip, rclpy wheels, LIBERO, colcon)
+#   make sysdeps  system GL libraries for headless MuJoCo rendering (apt, root only)
+#   make test     venv + sysdeps, then pytest (PYTEST_ARGS="-k foo -x" to pass options)
+#   make demo     run the end-to-end demo (CHECKPOINT=path/to/ckpt optional)
+#   make colcon   colcon build of this repo into build/ and install/ (colcon from .venv)
+#   make bench    inference benchmarks
+#   make gpu-extras  TensorRT Python package (GPU machines only; never installed by default)
+#   make lock     regenerate requirements/constraints.txt from a scratch venv
+#   make clean / distclean
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := requirements/constraints.txt
+REQ_IN := requirements/base.in requirements/dev.in
+STAMP := $(VENV)/.stamp
+SYSDEPS := libegl1 libgl1-mesa-dri libosmesa6
+TRT_INDEX ?= https://pypi.nvidia.com
+
+# Headless MuJoCo rendering (Mesa EGL); override with MUJOCO_GL=osmesa.
+MUJOCO_GL ?= egl
+export MUJOCO_GL
+
+.PHONY: venv sysdeps test demo colcon bench gpu-extras lock clean distclean
+
+venv: $(STAMP)
+
+# Re-runs only when the requirements, the lock or the package metadata change.
+$(STAMP): $(REQ_IN) $(CONSTRAINTS) setup.py setup.cfg
+	@if [ ! -x $(PY) ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
+	$(PIP) install --progress-bar off -q -c $(CONSTRAINTS) $(addprefix -r ,$(REQ_IN))
+	$(PIP) install --progress-bar off -q --no-deps -e .
+	@touch $(VENV)/COLCON_IGNORE  # keep colcon from crawling site-packages
+	@touch $@
+
+sysdeps:
+	@if ! command -v dpkg >/dev/null 2>&1; then \
+		echo "sysdeps: no dpkg (not Debian/Ubuntu); install EGL/Mesa/OSMesa libraries yourself"; \
+	elif dpkg -s $(SYSDEPS) >/dev/null 2>&1; then \
+		echo "sysdeps: $(SYSDEPS) present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends $(SYSDEPS); \
+	else \
+		echo "sysdeps: missing some of $(SYSDEPS) and not root; skipping." \
+			"Run: sudo apt-get install -y --no-install-recommends $(SYSDEPS)"; \
+	fi
+
+test: venv sysdeps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: venv sysdeps
+	$(VENV)/bin/cliprt-demo $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(DEMO_ARGS)
+
+# colcon must come from the same venv as rclpy (console-script shebangs point at its python).
+colcon: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/colcon build \
+		--base-paths . --build-base build --install-base install $(COLCON_ARGS)
+
+bench: venv
+	$(VENV)/bin/cliprt-bench $(BENCH_ARGS)
+
+# TensorRT wheels come from NVIDIA's index and need a CUDA GPU at runtime.
+gpu-extras: venv
+	$(PIP) install -c $(CONSTRAINTS) --extra-index-url $(TRT_INDEX) -e '.[tensorrt]'
+
+# Rebuild the full lock from the .in files in a scratch venv (torch is pinned in base.in).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --progress-bar off -q $(addprefix -r ,$(REQ_IN))
+	.lock-venv/bin/python requirements/lock.py .lock-venv > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .lock-venv
+
+clean:
+	rm -rf build install log .pytest_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

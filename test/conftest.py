@@ -1,0 +1,27 @@
+"""Shared pytest configuration: markers `gpu` (auto-skipped without CUDA) and `slow`."""
+
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'gpu: needs a CUDA GPU; skipped automatically when torch.cuda is unavailable')
+    config.addinivalue_line(
+        'markers', 'slow: slow test (seconds or more); deselect with -m "not slow"')
+
+
+def _cuda_available():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if item.get_closest_marker('gpu') is not None]
+    if not gpu_items or _cuda_available():
+        return
+    skip_gpu = pytest.mark.skip(reason='needs a CUDA GPU (torch.cuda.is_available() is False)')
+    for item in gpu_items:
+        item.add_marker(skip_gpu)
