@@ -21,7 +21,6 @@ CONSTRAINTS := requirements/constraints.txt
 REQ_IN := requirements/base.in requirements/dev.in
 STAMP := $(VENV)/.stamp
 SYSDEPS := libegl1 libgl1-mesa-dri libosmesa6
-TRT_INDEX ?= https://pypi.nvidia.com
 
 # Headless MuJoCo rendering (Mesa EGL); override with MUJOCO_GL=osmesa.
 MUJOCO_GL ?= egl
@@ -66,9 +65,9 @@ colcon: venv
 bench: venv
 	$(VENV)/bin/cliprt-bench $(BENCH_ARGS)
 
-# TensorRT wheels come from NVIDIA's index and need a CUDA GPU at runtime.
+# TensorRT's PyPI package fetches its CUDA library wheels at install time and needs a GPU at runtime.
 gpu-extras: venv
-	$(PIP) install -c $(CONSTRAINTS) --extra-index-url $(TRT_INDEX) -e '.[tensorrt]'
+	$(PIP) install -c $(CONSTRAINTS) $(PIP_EXTRA_ARGS) -e '.[tensorrt]'
 
 # Rebuild the full lock from the .in files in a scratch venv (torch is pinned in base.in).
 lock:
