@@ -139,6 +139,11 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         vt = args[1] if args else Any
         return {k: _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)

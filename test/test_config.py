@@ -27,10 +27,10 @@ class Run:
 def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("name: a\noptim: {lr: 0.5}\n")
-    run = load_config(Run, path, ["steps=20", "optim.betas=[0.8, 0.9]", "tasks=[1, 2]",
+    run = load_config(Run, path, ["steps=20", "optim.betas=[0.8, 0.9]", "tasks=[1, 2]", "optim.lr=1e-4",
                                   "amp=true", "path=null"])
     assert run == Run(name="a", steps=20, amp=True, tasks=[1, 2],
-                      optim=Optim(lr=0.5, betas=(0.8, 0.9)))
+                      optim=Optim(lr=1e-4, betas=(0.8, 0.9)))
     save_config(run, tmp_path / "out.yaml")
     assert load_config(Run, tmp_path / "out.yaml") == run
     assert to_dict(run)["optim"]["betas"] == [0.8, 0.9]

@@ -1,0 +1,91 @@
+"""``cliprt-train``: train CLIP-RT on demonstration HDF5 files (CPU, one GPU, or torchrun DDP).
+
+Examples::
+
+    cliprt-train --config tiny data.paths=[data/libero_spatial_no_noops]
+    cliprt-train --config cliprt-plus-libero-spatial train.max_steps=20000
+    torchrun --nproc-per-node 4 -m cliprt_core.cli.train --config cliprt-plus-libero-spatial
+    cliprt-train --run-dir runs/cliprt-plus-libero-spatial --resume      # continue exactly
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cliprt_core.checkpoint import CheckpointError
+from cliprt_core.config import ConfigError, load_config
+from cliprt_core.data import DataError
+
+log = logging.getLogger("cliprt.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cliprt-train", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Overrides are dotted config keys parsed as YAML: train.max_steps=1000 "
+               "optim.lr=1.0e-5 data.paths=[a.hdf5,b/]. Unknown keys are errors.")
+    parser.add_argument("--config", "-c", help="config/train/<name>.yaml name or a YAML path "
+                        "(with --resume: default is the run directory's config.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("--run-dir", type=Path,
+                        help="run directory (default: <log.output_dir>/<log.run_name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in the run directory from checkpoints/last.pt")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config and exit")
+    parser.add_argument("--max-steps-this-run", type=int, default=None,
+                        help="stop (and save) at this step even if train.max_steps is later")
+    return parser
+
+
+def resolve_config(args):
+    from cliprt_core.train.config import TrainConfig, load_train_config
+
+    if args.config is None and args.resume and args.run_dir is not None:
+        saved = args.run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} not found (give --config)")
+        return load_config(TrainConfig, saved, args.overrides)
+    if args.config is None:
+        raise ConfigError("give --config NAME_OR_PATH (or --run-dir DIR --resume)")
+    return load_train_config(args.config, args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s [rank {rank}] %(levelname)s %(message)s")
+    from cliprt_core.config import to_dict
+    from cliprt_core.train import distributed
+
+    try:
+        config = resolve_config(args)
+        if args.print_config:
+            import yaml
+            print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+            return 0
+        from cliprt_core.train.trainer import Trainer
+
+        trainer = Trainer(config, run_dir=args.run_dir, resume=args.resume)
+        try:
+            result = trainer.train(until_step=args.max_steps_this_run)
+        finally:
+            trainer.close()
+        if rank == 0:
+            log.info("finished at step %d: %s", result["step"], result["run_dir"])
+        return 0
+    except (ConfigError, DataError, CheckpointError, FileExistsError, FileNotFoundError,
+            ValueError) as exc:
+        print(f"cliprt-train: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""A torch Dataset over LIBERO demonstration HDF5 files, for CLIP-RT+ chunks or discrete CLIP-RT.
+
+A sample is one step ``t`` of one demo. Sample keys are ``(index, epoch)`` pairs (from
+:class:`cliprt_core.data.loader.EpochBatchSampler`) or plain ints; the random crop of a sample is
+seeded by ``(seed, epoch, index)``, so augmentation does not depend on the worker count, the rank
+that loads it, or on resuming.
+
+Each sample is a dict of tensors:
+
+* ``pixels``: uint8 ``[3, S, S]``, upright, cropped and resized (bicubic, like the authors' PIL
+  pipeline, whose output is uint8 too); the training step normalises on the device.
+* ``instruction_id``: int64 index into :attr:`DemoDataset.instructions`.
+* CLIP-RT+ (``head='chunk'``): ``actions`` float32 ``[chunk, 7]`` = ``actions[t:t+chunk]``, steps
+  past the episode end filled with 1.1, and ``action_mask`` bool ``[chunk]``.
+* discrete: ``label`` (primitive class of step t) and ``phrase_id`` (the phrase to embed; the
+  shipped vocabularies have one phrase per class, so it equals ``label``). Steps without a
+  label (too small a motion) are not in the index.
+* ``wrist_pixels`` when ``wrist=True`` (for custom models; CLIP-RT itself uses one camera).
+
+HDF5 handles are opened lazily in the process that reads (one per file per DataLoader worker)
+and never pickled; nothing here touches CUDA.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cliprt_core.actions import LabelingConfig, Vocabulary, label_actions
+from cliprt_core.data.libero_hdf5 import (CAMERA_KEYS, DataError, LiberoFile, camera_key,
+                                          noop_mask, open_hdf5, read_actions)
+from cliprt_core.model.preprocessing import center_crop, preprocess_train, resize_shortest_side
+from cliprt_core.orientation import libero_to_upright
+
+CHUNK_PAD_VALUE = 1.1  # CLIP-RT+: chunk steps past the episode end (masked out of the loss)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One demo as used for training: its file, name and the raw step index of each kept step."""
+
+    file_index: int
+    demo: str
+    steps: np.ndarray  # int64 raw step indices (all steps, or the non-no-op ones)
+    action_offset: int  # first row of this episode in DemoDataset.actions
+
+
+class DemoCache:
+    """A bounded LRU of whole-demo image arrays (per process: each worker has its own)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(int(max_bytes), 0)
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        if value.nbytes > self.max_bytes or key in self._items:
+            return
+        while self.bytes + value.nbytes > self.max_bytes and self._items:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.nbytes
+        self._items[key] = value
+        self.bytes += value.nbytes
+
+
+class DemoDataset(Dataset):
+    """Training samples from validated LIBERO files (see module docstring)."""
+
+    def __init__(self, files: Sequence[LiberoFile], *, image_size: int, head: str = "chunk",
+                 chunk_size: int = 8, camera: str = "agentview", wrist: bool = False,
+                 augment: bool = True, crop_scale: tuple[float, float] = (0.9, 1.0),
+                 seed: int = 0, skip_noops: bool = False, vocabulary: Vocabulary | None = None,
+                 labeling: LabelingConfig | None = None, cache_mb: float = 0,
+                 demos: Sequence[tuple[int, str]] | None = None) -> None:
+        if head not in ("chunk", "discrete"):
+            raise ValueError(f"head must be 'chunk' or 'discrete', got {head!r}")
+        if head == "discrete" and vocabulary is None:
+            raise ValueError("the discrete head needs a vocabulary")
+        self.files = list(files)
+        self.image_size = int(image_size)
+        self.head = head
+        self.chunk_size = int(chunk_size)
+        self.camera_key = camera_key(camera)
+        self.wrist = bool(wrist)
+        self.augment = bool(augment)
+        self.crop_scale = tuple(float(s) for s in crop_scale)
+        self.seed = int(seed)
+        self.vocabulary = vocabulary
+        self.cache_bytes = int(cache_mb * 2**20)
+        self.instructions = sorted({f.instruction for f in self.files})
+        instruction_ids = {text: i for i, text in enumerate(self.instructions)}
+        self._file_instruction = np.array([instruction_ids[f.instruction] for f in self.files])
+        selected = demos if demos is not None else [
+            (i, d.name) for i, f in enumerate(self.files) for d in f.demos]
+        by_file: dict[int, list[str]] = {}
+        for file_index, name in selected:
+            by_file.setdefault(file_index, []).append(name)
+
+        episodes, action_rows, index_rows, labels = [], [], [], []
+        offset = 0
+        for file_index in sorted(by_file):
+            loaded = read_actions(self.files[file_index].path, by_file[file_index])
+            for name in by_file[file_index]:
+                raw = loaded[name]
+                steps = np.arange(len(raw), dtype=np.int64)
+                if skip_noops:
+                    steps = steps[~noop_mask(raw)]
+                if len(steps) == 0:
+                    continue
+                kept = raw[steps]
+                episode = Episode(file_index, name, steps, offset)
+                positions = np.arange(len(steps), dtype=np.int64)
+                if head == "discrete":
+                    step_labels = label_actions(kept, None, vocabulary,
+                                                labeling or LabelingConfig.libero())
+                    positions = positions[step_labels >= 0]
+                    labels.append(step_labels[positions])
+                ep_id = len(episodes)
+                episodes.append(episode)
+                action_rows.append(kept)
+                index_rows.append(np.stack([np.full_like(positions, ep_id), positions], axis=1))
+                offset += len(kept)
+        if not index_rows or sum(len(r) for r in index_rows) == 0:
+            what = "labelled steps (every action is below the primitive thresholds)" \
+                if head == "discrete" else "steps"
+            raise DataError(f"no training {what} in {len(self.files)} file(s) "
+                            f"({', '.join(str(f.path) for f in self.files[:3])}...)")
+        self.episodes = episodes
+        self.actions = np.concatenate(action_rows).astype(np.float32)
+        self.index = np.concatenate(index_rows)  # [N, 2]: (episode, position within episode)
+        self.labels = np.concatenate(labels) if labels else None
+        self._handles: dict[int, object] = {}
+        self._pid: int | None = None
+        self._cache: DemoCache | None = None
+
+    # --- pickling: handles and caches never travel to workers --------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"], state["_cache"] = {}, None, None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def num_demos(self) -> int:
+        return len(self.episodes)
+
+    def close(self) -> None:
+        """Close this process's HDF5 handles (they reopen on the next access)."""
+        for handle in self._handles.values():
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001 - closing a broken handle must not raise
+                pass
+        self._handles.clear()
+
+    # --- reading -----------------------------------------------------------------------------
+    def _file(self, file_index: int):
+        pid = os.getpid()
+        if self._pid != pid:  # first access in this process (or a fork inherited stale handles)
+            self._handles, self._pid = {}, pid
+            self._cache = DemoCache(self.cache_bytes) if self.cache_bytes > 0 else None
+        handle = self._handles.get(file_index)
+        if handle is None:
+            handle = self._handles[file_index] = open_hdf5(self.files[file_index].path)
+        return handle
+
+    def _frame(self, episode: Episode, key: str, raw_step: int) -> np.ndarray:
+        info = self.files[episode.file_index]
+        handle = self._file(episode.file_index)
+        try:
+            dataset = handle["data"][episode.demo]["obs"][key]
+            if self._cache is not None:
+                cache_key = (episode.file_index, episode.demo, key)
+                frames = self._cache.get(cache_key)
+                if frames is None:
+                    frames = dataset[()]
+                    self._cache.put(cache_key, frames)
+                frame = frames[raw_step]
+            else:
+                frame = dataset[raw_step]
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise DataError(f"{info.path}: cannot read 'data/{episode.demo}/obs/{key}'"
+                            f"[{raw_step}] (corrupted file?): {exc}") from exc
+        return libero_to_upright(frame) if info.upside_down else np.ascontiguousarray(frame)
+
+    def _pixels(self, frame: np.ndarray, generator: torch.Generator | None) -> torch.Tensor:
+        image = torch.from_numpy(frame)
+        if self.augment:
+            pixels = preprocess_train(image, self.image_size, generator, scale=self.crop_scale)
+        else:
+            height, width = frame.shape[:2]
+            if height == width == self.image_size:
+                return image.permute(2, 0, 1).contiguous()
+            pixels = image.permute(2, 0, 1)[None].float().div_(255.0)
+            pixels = center_crop(resize_shortest_side(pixels, self.image_size), self.image_size)[0]
+        return pixels.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+    def sample_seed(self, index: int, epoch: int) -> int:
+        """The augmentation seed of sample ``index`` in ``epoch`` (pure function)."""
+        return int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
+
+    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
+        if not 0 <= index < len(self.index):
+            raise IndexError(f"sample {index} out of range ({len(self.index)})")
+        ep_id, position = self.index[index]
+        episode = self.episodes[ep_id]
+        raw_step = int(episode.steps[position])
+        generator = None
+        if self.augment:
+            generator = torch.Generator().manual_seed(self.sample_seed(index, epoch))
+        sample = {
+            "pixels": self._pixels(self._frame(episode, self.camera_key, raw_step), generator),
+            "instruction_id": torch.tensor(self._file_instruction[episode.file_index]),
+            "index": torch.tensor(index),
+        }
+        if self.wrist:
+            wrist = self._frame(episode, CAMERA_KEYS["wrist"], raw_step)
+            sample["wrist_pixels"] = self._pixels(wrist, generator)
+        if self.head == "chunk":
+            actions, mask = self.chunk(ep_id, int(position))
+            sample["actions"] = torch.from_numpy(actions)
+            sample["action_mask"] = torch.from_numpy(mask)
+        else:
+            label = int(self.labels[index])
+            sample["label"] = torch.tensor(label)
+            sample["phrase_id"] = torch.tensor(label)
+        return sample
+
+    def chunk(self, episode_id: int, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """``actions[t:t+chunk]`` of an episode padded with 1.1, and the mask of real steps."""
+        episode = self.episodes[episode_id]
+        length = len(episode.steps)
+        stop = min(position + self.chunk_size, length)
+        start_row = episode.action_offset + position
+        out = np.full((self.chunk_size, self.actions.shape[1]), CHUNK_PAD_VALUE, dtype=np.float32)
+        out[: stop - position] = self.actions[start_row: start_row + stop - position]
+        mask = np.zeros(self.chunk_size, dtype=bool)
+        mask[: stop - position] = True
+        return out, mask
