@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,10 +43,13 @@ class Policy:
     Instruction prompt embeddings are cached by string in a bounded LRU (``cache_size=0``
     disables it: every query re-encodes, the naive baseline of ``cliprt-bench``); primitive
     phrase embeddings of the discrete head are computed once at construction.
+    ``backend`` (``torch | compile | onnx | tensorrt``, options in ``backend_options``) selects
+    what runs the per-query graph; see :mod:`cliprt_core.inference.backends`.
     """
 
     def __init__(self, model: CLIPRT, device: str | torch.device | None = None,
-                 dtype: torch.dtype | None = None, cache_size: int = 256) -> None:
+                 dtype: torch.dtype | None = None, cache_size: int = 256,
+                 backend: str = "torch", backend_options: dict[str, Any] | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = dtype or default_dtype(self.device)
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
@@ -61,28 +64,45 @@ class Policy:
         self.graph = QueryGraph(self.model, primitives).eval()
         self.query: QueryFn = self.graph
         self.backend_name = "torch"
+        self.backend = None
+        if backend != "torch" or backend_options:
+            self.use_backend(backend, **(backend_options or {}))
+
+    def use_backend(self, name: str, **options: Any) -> None:
+        """Run queries with backend ``name`` (``torch | compile | onnx | tensorrt``; see
+        :mod:`cliprt_core.inference.backends` for options). Text encoding and the instruction
+        cache stay in torch. Raises a ``BackendError`` subclass with a clear message."""
+        from cliprt_core.inference.backends import create_backend
+
+        self.backend = create_backend(name, self, **options)
+        self.query = self.backend
+        self.backend_name = self.backend.name
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, path_or_id: str | os.PathLike, device: str | None = None,
                         dtype: torch.dtype | None = None,
                         model_config: CLIPRTConfig | str | None = None,
-                        cache_size: int = 256) -> "Policy":
+                        cache_size: int = 256, backend: str = "torch",
+                        backend_options: dict[str, Any] | None = None) -> "Policy":
         """Load a cliprt checkpoint, an official CLIP-RT file, or a hub id."""
         from cliprt_core.checkpoint import load_model
 
         model, _ = load_model(path_or_id, model_config)
-        return cls(model, device=device, dtype=dtype, cache_size=cache_size)
+        return cls(model, device=device, dtype=dtype, cache_size=cache_size, backend=backend,
+                   backend_options=backend_options)
 
     @classmethod
     def from_config(cls, config: CLIPRTConfig | str, device: str | None = None,
                     dtype: torch.dtype | None = None, seed: int = 0,
-                    cache_size: int = 256) -> "Policy":
+                    cache_size: int = 256, backend: str = "torch",
+                    backend_options: dict[str, Any] | None = None) -> "Policy":
         """A policy with random weights (demos, tests, benchmarks) from a model config."""
         if isinstance(config, str):
             config = load_model_config(config)
         torch.manual_seed(seed)
-        return cls(create_model(config), device=device, dtype=dtype, cache_size=cache_size)
+        return cls(create_model(config), device=device, dtype=dtype, cache_size=cache_size,
+                   backend=backend, backend_options=backend_options)
 
     # --- policy contract --------------------------------------------------------------------------
     def reset(self, instruction: str) -> None:
