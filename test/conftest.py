@@ -25,3 +25,19 @@ def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason='needs a CUDA GPU (torch.cuda.is_available() is False)')
     for item in gpu_items:
         item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def single_torch_thread():
+    """One intra-op thread for the whole suite.
+
+    Tiny models gain nothing from more threads, and on a loaded 2-core CI machine (DDP, env
+    workers and node subprocesses run beside the test process) OpenMP spinning makes them up to
+    100x slower. Restored afterwards.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,15 +23,6 @@ ort = pytest.importorskip("onnxruntime")
 PARITY = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: tiny models gain nothing from more, and on a loaded CI machine
-    OpenMP spinning makes them 100x slower. Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):

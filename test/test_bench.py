@@ -13,15 +13,6 @@ from cliprt_core.cli import bench as bench_cli
 from cliprt_core.model.configuration import load_model_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: tiny models gain nothing from more, and on a loaded CI machine
-    OpenMP spinning makes them 100x slower. Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_interleaved_timings_alternate_and_skip_warmup():
     calls = []

@@ -155,7 +155,7 @@ def test_cache_returns_the_same_samples(suite):
     for i in list(range(len(plain))) * 2:
         assert torch.equal(plain[i]["pixels"], cached[i]["pixels"])
     assert cached._cache.hits > cached._cache.misses > 0
-    assert cached._cache.bytes <= 2**20
+    assert cached._cache.used <= 2**20
 
 
 def test_split_is_by_demo(suite):

@@ -23,7 +23,6 @@ and never pickled; nothing here touches CUDA.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,6 +33,7 @@ from torch.utils.data import Dataset
 from cliprt_core.actions import LabelingConfig, Vocabulary, label_actions
 from cliprt_core.data.libero_hdf5 import (CAMERA_KEYS, DataError, LiberoFile, camera_key,
                                           noop_mask, open_hdf5, read_actions)
+from cliprt_core.lru import LRUCache
 from cliprt_core.model.preprocessing import center_crop, preprocess_train, resize_shortest_side
 from cliprt_core.orientation import libero_to_upright
 
@@ -50,33 +50,9 @@ class Episode:
     action_offset: int  # first row of this episode in DemoDataset.actions
 
 
-class DemoCache:
+def demo_cache(max_bytes: int) -> LRUCache[tuple, np.ndarray]:
     """A bounded LRU of whole-demo image arrays (per process: each worker has its own)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max(int(max_bytes), 0)
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        item = self._items.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(key)
-        return item
-
-    def put(self, key: tuple, value: np.ndarray) -> None:
-        if value.nbytes > self.max_bytes or key in self._items:
-            return
-        while self.bytes + value.nbytes > self.max_bytes and self._items:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= old.nbytes
-        self._items[key] = value
-        self.bytes += value.nbytes
+    return LRUCache(max(int(max_bytes), 0), cost=lambda images: images.nbytes)
 
 
 class DemoDataset(Dataset):
@@ -147,7 +123,7 @@ class DemoDataset(Dataset):
         self.labels = np.concatenate(labels) if labels else None
         self._handles: dict[int, object] = {}
         self._pid: int | None = None
-        self._cache: DemoCache | None = None
+        self._cache: LRUCache[tuple, np.ndarray] | None = None
 
     # --- pickling: handles and caches never travel to workers --------------------------------
     def __getstate__(self) -> dict:
@@ -176,7 +152,7 @@ class DemoDataset(Dataset):
         pid = os.getpid()
         if self._pid != pid:  # first access in this process (or a fork inherited stale handles)
             self._handles, self._pid = {}, pid
-            self._cache = DemoCache(self.cache_bytes) if self.cache_bytes > 0 else None
+            self._cache = demo_cache(self.cache_bytes) if self.cache_bytes > 0 else None
         handle = self._handles.get(file_index)
         if handle is None:
             handle = self._handles[file_index] = open_hdf5(self.files[file_index].path)
