@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from cliprt_core.bench import interleaved_timings, run_backend_benchmark, run_cache_benchmark
 from cliprt_core.bench.common import is_published_architecture, published_reference
