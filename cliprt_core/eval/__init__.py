@@ -1,0 +1,37 @@
+"""LIBERO evaluation: the episode state machine, the parallel resumable runner, results files.
+
+API used by ``cliprt-eval`` and by the ROS LIBERO bridge (which must produce identical results):
+``Episode`` / ``run_episode`` (episode.py), ``ResultsDir`` (results.py), ``run_evaluation``
+(runner.py), ``EvalConfig`` (config.py).
+
+Names are imported on first use: env worker processes import ``cliprt_core.eval.worker`` and
+must not pay for torch (which ``results`` pulls in through ``cliprt_core.atomic``).
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "EvalConfig": "config", "parse_tasks": "config",
+    "ChunkFn": "episode", "Episode": "episode", "EpisodeResult": "episode",
+    "EpisodeTiming": "episode", "format_error": "episode", "run_episode": "episode",
+    "video_name": "episode",
+    "ResultsDir": "results", "ResultsMismatchError": "results", "record_key": "results",
+    "query_chunks": "runner", "run_evaluation": "runner",
+    "markdown_table": "stats", "summarize": "stats", "wilson_interval": "stats",
+    "EpisodeHost": "worker", "LiberoEnvFactory": "worker",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cliprt_core.eval' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cliprt_core.eval.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

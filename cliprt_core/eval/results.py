@@ -1,0 +1,136 @@
+"""The results directory of an evaluation (shared by ``cliprt-eval`` and the ROS LIBERO bridge).
+
+::
+
+    <results_dir>/
+      run.json         protocol settings of the run; a resume with different ones is refused
+      episodes.jsonl   one JSON line per finished episode, appended + fsynced (the source of truth)
+      summary.json     per task / suite / overall success, Wilson 95% intervals, time breakdown
+      results.md       the same as a Markdown table
+      success.png      bar chart with Wilson whiskers
+      videos/<suite>/task00_ep000_{success,failure}.mp4   (optional)
+
+A killed run loses at most the episodes in flight: finished ones are on disk (a torn last line is
+ignored and dropped on the next append) and ``done_episodes()`` tells a resumed run what to skip.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from cliprt_core.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from cliprt_core.eval.episode import EpisodeResult, video_name
+from cliprt_core.eval.stats import markdown_table, summarize
+
+EpisodeKey = tuple[str, int, int]  # (suite, task_id, init state index)
+
+
+class ResultsMismatchError(ValueError):
+    """The results directory holds a run made with different protocol settings."""
+
+
+def record_key(record: dict[str, Any]) -> EpisodeKey:
+    return (str(record["suite"]), int(record["task_id"]), int(record["episode"]))
+
+
+class ResultsDir:
+    """Read and write one evaluation's results directory."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.episodes_path = self.path / "episodes.jsonl"
+        self.run_path = self.path / "run.json"
+        self.summary_path = self.path / "summary.json"
+        self.table_path = self.path / "results.md"
+        self.plot_path = self.path / "success.png"
+        self.videos_dir = self.path / "videos"
+
+    # --- run settings --------------------------------------------------------------------------
+    def check_run(self, settings: dict[str, Any]) -> None:
+        """Record the run's protocol settings, or verify they match those of the earlier run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.run_path.exists():
+            previous = json.loads(self.run_path.read_text(encoding="utf-8"))
+            different = {k: (previous.get(k), v) for k, v in settings.items()
+                         if k in previous and previous[k] != v}
+            if different:
+                details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in different.items())
+                raise ResultsMismatchError(
+                    f"{self.path} holds results of a run with different settings ({details}); "
+                    "use another --results-dir or delete it")
+            settings = {**previous, **settings}
+        atomic_write_json(self.run_path, settings)
+
+    # --- episodes ------------------------------------------------------------------------------
+    def append(self, result: EpisodeResult | dict[str, Any]) -> dict[str, Any]:
+        """Append one finished episode (atomically: a line is either complete or absent)."""
+        record = result.to_record() if isinstance(result, EpisodeResult) else dict(result)
+        if record.get("video"):
+            record["video"] = self._relative(record["video"])
+        self.path.mkdir(parents=True, exist_ok=True)
+        append_jsonl(self.episodes_path, record)
+        return record
+
+    def records(self) -> list[dict[str, Any]]:
+        """Finished episodes, each once (a duplicate line, e.g. from two writers, is ignored)."""
+        seen: dict[EpisodeKey, dict[str, Any]] = {}
+        for record in read_jsonl(self.episodes_path):
+            key = record_key(record)
+            if key in seen:
+                warnings.warn(f"{self.episodes_path}: duplicate episode {key} ignored")
+                continue
+            seen[key] = record
+        return list(seen.values())
+
+    def done_episodes(self) -> set[EpisodeKey]:
+        """Keys of the finished episodes: what a resumed run skips."""
+        return {record_key(r) for r in self.records()}
+
+    def video_path(self, suite: str, task_id: int, episode: int) -> Path:
+        """Base video path of an episode (the episode adds ``_success``/``_failure``)."""
+        return self.videos_dir / video_name(suite, task_id, episode)
+
+    # --- summary -------------------------------------------------------------------------------
+    def write_summary(self, expected: Iterable[EpisodeKey] | None = None,
+                      run: dict[str, Any] | None = None, plot: bool = True) -> dict[str, Any]:
+        """Write summary.json, results.md and success.png from episodes.jsonl; return the summary.
+
+        ``expected``: the episodes the run was asked for (to report what is still missing).
+        """
+        records = self.records()
+        if expected is not None:
+            wanted = set(expected)
+            records = [r for r in records if record_key(r) in wanted]
+            missing = len(wanted - {record_key(r) for r in records})
+        else:
+            missing = 0
+        summary = summarize(records)
+        summary["complete"] = missing == 0
+        summary["missing_episodes"] = missing
+        summary["run"] = run if run is not None else self._run_settings()
+        summary["files"] = {"episodes": self.episodes_path.name, "table": self.table_path.name,
+                            "plot": self.plot_path.name if plot else None}
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.summary_path, summary)
+        title = "# LIBERO evaluation\n\n"
+        note = "" if missing == 0 else f"\n{missing} requested episode(s) not finished yet.\n"
+        atomic_write_text(self.table_path, title + markdown_table(summary) + note)
+        if plot:
+            from cliprt_core.eval.plots import plot_success
+
+            plot_success(summary, self.plot_path)
+        return summary
+
+    def _run_settings(self) -> dict[str, Any] | None:
+        if not self.run_path.exists():
+            return None
+        return json.loads(self.run_path.read_text(encoding="utf-8"))
+
+    def _relative(self, path: str) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.path.resolve()))
+        except ValueError:
+            return str(path)

@@ -1,0 +1,331 @@
+"""Run the LIBERO evaluation: N env hosts, one policy, resumable results.
+
+- ``workers == 1``: the environment runs in this process (no IPC; simplest to debug).
+- ``workers > 1``: N spawned worker processes own the environments; this process owns the policy
+  and answers every worker that is waiting for a chunk with ONE ``act_batch`` forward.
+
+Every episode reseeds from (seed, suite, task, init state) and gets a fresh simulator state, so
+its outcome does not depend on which host runs it or what ran before: per-episode results equal
+those of ``workers == 1`` (bit-for-bit whenever the policy's output for one image does not depend
+on the other images of its batch, which holds for fp32 on CPU).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+from multiprocessing.connection import wait
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cliprt_core.eval.config import EvalConfig
+from cliprt_core.eval.episode import format_error
+from cliprt_core.eval.results import ResultsDir, record_key
+from cliprt_core.eval.worker import (EnvFactory, EpisodeHost, EpisodeSpec, LiberoEnvFactory,
+                                     failure_record, worker_main)
+
+BatchPolicy = Callable[[Sequence[np.ndarray], Sequence[str]], Any]
+OnEpisode = Callable[[dict[str, Any]], None]
+
+
+# --- policy ----------------------------------------------------------------------------------
+def _batch_fn(policy: Any) -> BatchPolicy:
+    if hasattr(policy, "act_batch"):
+        return policy.act_batch
+    if callable(policy):
+        return policy
+    raise TypeError("policy must have act_batch(images, instructions) or be such a callable")
+
+
+def query_chunks(act_batch: BatchPolicy, images: list[np.ndarray], instructions: list[str]
+                 ) -> tuple[list[np.ndarray | BaseException], float]:
+    """One batched forward; per item a ``(k, 7)`` chunk or the exception for that item.
+
+    If the batch fails, each item is retried alone so an error (e.g. NaN for one image) is
+    charged to the episode that caused it. Returns the results and the seconds spent.
+    """
+    t = time.perf_counter()
+    try:
+        outputs = act_batch(images, instructions)
+        results: list[np.ndarray | BaseException] = [_as_chunk(o) for o in outputs]
+        if len(results) != len(images):
+            raise RuntimeError(f"policy returned {len(results)} chunks for {len(images)} images")
+    except Exception as exc:
+        if len(images) == 1:
+            results = [exc]
+        else:
+            results = []
+            for image, text in zip(images, instructions):
+                try:
+                    results.append(_as_chunk(act_batch([image], [text])[0]))
+                except Exception as item_exc:
+                    results.append(item_exc)
+    return results, time.perf_counter() - t
+
+
+def _as_chunk(output: Any) -> np.ndarray:
+    if hasattr(output, "phrase") and hasattr(output, "action"):
+        raise TypeError("LIBERO evaluation needs a CLIP-RT+ (chunk head) policy; this one is a "
+                        "discrete CLIP-RT model")
+    return np.asarray(output)
+
+
+# --- hosts -----------------------------------------------------------------------------------
+class _LocalSlot:
+    """An EpisodeHost in this process: every command completes immediately."""
+
+    def __init__(self, env_factory: EnvFactory, options: dict[str, Any]) -> None:
+        self.host = EpisodeHost(env_factory, options)
+        self.spec: EpisodeSpec | None = None
+        self.task_key: tuple[str, int] | None = None
+        self._reply = None
+
+    @property
+    def busy(self) -> bool:
+        return self._reply is not None
+
+    def send(self, command: str, *args) -> None:
+        if command == "start":
+            self.spec = args[0]
+            self.task_key = args[0][:2]
+        self._reply = self.host.handle(command, *args)
+
+    def receive(self):
+        reply, self._reply = self._reply, None
+        return reply
+
+    def close(self) -> None:
+        self.host.close()
+
+
+class _ProcessSlot:
+    """An EpisodeHost in a spawned worker process, driven over a pipe."""
+
+    def __init__(self, index: int, env_factory: EnvFactory, options: dict[str, Any]) -> None:
+        self.index = index
+        self.env_factory = env_factory
+        self.options = options
+        self.spec: EpisodeSpec | None = None
+        self.task_key: tuple[str, int] | None = None
+        self.busy = False
+        self._start_process()
+
+    def _start_process(self) -> None:
+        context = mp.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=worker_main, name=f"cliprt-env-{self.index}",
+                                       args=(child, self.env_factory, self.options), daemon=True)
+        self.process.start()
+        child.close()  # so a dead worker shows up as EOF on our end
+        self.task_key = None
+
+    def send(self, command: str, *args) -> None:
+        if command == "start":
+            self.spec = args[0]
+            self.task_key = args[0][:2]
+        try:
+            self.conn.send((command, *args))
+        except (BrokenPipeError, OSError):
+            pass  # the receive() that follows reports the dead worker
+        self.busy = True
+
+    def receive(self):
+        self.busy = False
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(timeout=5)
+            code = self.process.exitcode
+            self._restart()
+            return ("done", failure_record(
+                self.spec, f"env worker process died (exit code {code}) during the episode"))
+
+    def _restart(self) -> None:
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self._start_process()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("close",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+# --- scheduling ------------------------------------------------------------------------------
+class _Queue:
+    """Episodes grouped by task; a host keeps its task while it lasts (env creation is slow)."""
+
+    def __init__(self, specs: Sequence[EpisodeSpec]) -> None:
+        self.groups: OrderedDict[tuple[str, int], deque] = OrderedDict()
+        for spec in specs:
+            self.groups.setdefault(spec[:2], deque()).append(spec)
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self.groups.values())
+
+    def next_for(self, current: tuple[str, int] | None, held: set) -> EpisodeSpec | None:
+        if current in self.groups and self.groups[current]:
+            return self._pop(current)
+        free = [key for key, group in self.groups.items() if group and key not in held]
+        if free:
+            return self._pop(free[0])
+        busiest = max(self.groups, key=lambda k: len(self.groups[k]), default=None)
+        return self._pop(busiest) if busiest is not None and self.groups[busiest] else None
+
+    def _pop(self, key) -> EpisodeSpec:
+        spec = self.groups[key].popleft()
+        if not self.groups[key]:
+            del self.groups[key]
+        return spec
+
+
+# --- the evaluation --------------------------------------------------------------------------
+def episode_options(config: EvalConfig) -> dict[str, Any]:
+    return {"max_steps": config.max_steps, "clip_actions": config.clip_actions,
+            "binarize_gripper": config.binarize_gripper}
+
+
+def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory | None = None,
+                   results_dir: str | None = None, on_episode: OnEpisode | None = None
+                   ) -> dict[str, Any]:
+    """Evaluate ``policy`` (``act_batch(images, instructions) -> (B, k, 7)``); the summary.
+
+    Resumes: episodes already in ``<results_dir>/episodes.jsonl`` are skipped. ``env_factory``
+    ``(suite, task_id) -> env`` replaces the default LIBERO factory (it must be picklable when
+    ``workers > 1``); the runner closes every env it gets. ``on_episode(record)`` is called after
+    each finished episode has been written.
+    """
+    results = ResultsDir(results_dir or config.default_results_dir())
+    results.check_run(config.protocol_settings())
+    wanted = config.episode_keys()
+    done = results.done_episodes()
+    todo = [key for key in wanted if key not in done]
+    factory = env_factory or LiberoEnvFactory(
+        camera_size=config.camera_size, seed=config.seed, wrist_camera=config.wrist_camera,
+        num_dummy_steps=config.num_dummy_steps)
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    finished_now: list[dict[str, Any]] = []
+    progress = _Progress(config.progress, total=len(wanted),
+                         previous=[r for r in results.records() if record_key(r) in set(wanted)])
+    slots: list = []
+    try:
+        if todo:
+            options = episode_options(config)
+            n_hosts = min(config.workers, len(todo))
+            if config.workers == 1:
+                slots = [_LocalSlot(factory, options)]
+            else:
+                slots = [_ProcessSlot(i, factory, options) for i in range(n_hosts)]
+            _drive(slots, _Queue(todo), _batch_fn(policy), results, config, progress,
+                   finished_now, on_episode)
+    finally:
+        for slot in slots:
+            slot.close()
+        progress.close()
+        wall = time.perf_counter() - started
+        run = {**config.protocol_settings(), "suites": config.suites(),
+               "tasks": config.tasks if isinstance(config.tasks, str) else list(config.tasks),
+               "episodes_per_task": config.episodes, "workers": config.workers,
+               "started_at": started_at, "wall_s": round(wall, 3),
+               "episodes_this_run": len(finished_now),
+               "policy_steps_this_run": sum(r["steps"] for r in finished_now)}
+        summary = results.write_summary(expected=wanted, run=run)
+    return summary
+
+
+def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
+           config: EvalConfig, progress: "_Progress", finished: list, on_episode) -> None:
+    idle = list(slots)
+    while True:
+        for slot in list(idle):
+            held = {s.task_key for s in slots if s is not slot and s.task_key is not None}
+            spec = queue.next_for(slot.task_key, held)
+            if spec is None:
+                break
+            video = str(results.video_path(*spec)) if config.video else None
+            idle.remove(slot)
+            slot.send("start", spec, video)
+        busy = [s for s in slots if s.busy]
+        if not busy:
+            return
+        ready = _ready(busy)
+        waiting: list[tuple[Any, np.ndarray, str]] = []
+        for slot in ready:
+            reply = slot.receive()
+            if reply[0] == "done":
+                record = results.append(reply[1])
+                finished.append(record)
+                progress.update(record)
+                idle.append(slot)
+                if on_episode is not None:
+                    on_episode(record)
+            else:
+                waiting.append((slot, reply[1], reply[2]))
+        if waiting:
+            chunks, seconds = query_chunks(act_batch, [w[1] for w in waiting],
+                                           [w[2] for w in waiting])
+            share = seconds / len(waiting)
+            for (slot, _, _), chunk in zip(waiting, chunks):
+                if isinstance(chunk, BaseException):
+                    slot.send("abort", format_error(chunk), share)
+                else:
+                    slot.send("chunk", chunk, share)
+
+
+def _ready(busy: list) -> list:
+    local = [s for s in busy if isinstance(s, _LocalSlot)]
+    if local:
+        return local
+    by_conn = {s.conn: s for s in busy}
+    ready = wait(list(by_conn))
+    ready += list(wait([c for c in by_conn if c not in ready], timeout=0))
+    return [by_conn[c] for c in ready]
+
+
+class _Progress:
+    """tqdm bar with the running success rate (previous runs' episodes included)."""
+
+    def __init__(self, enabled: bool, total: int, previous: list[dict[str, Any]]) -> None:
+        self.successes = sum(1 for r in previous if r.get("success"))
+        self.count = len(previous)
+        self.errors = sum(1 for r in previous if r.get("error"))
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=self.count, unit="ep", dynamic_ncols=True,
+                            desc="LIBERO eval")
+            self._postfix()
+
+    def update(self, record: dict[str, Any]) -> None:
+        self.count += 1
+        self.successes += bool(record.get("success"))
+        self.errors += bool(record.get("error"))
+        if self.bar is not None:
+            self._postfix(refresh=False)
+            self.bar.update(1)
+
+    def _postfix(self, refresh: bool = True) -> None:
+        rate = 100.0 * self.successes / self.count if self.count else 0.0
+        postfix = {"success": f"{self.successes}/{self.count} ({rate:.1f}%)"}
+        if self.errors:
+            postfix["errors"] = self.errors
+        self.bar.set_postfix(postfix, refresh=refresh)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
