@@ -55,7 +55,7 @@ test: venv sysdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: venv sysdeps
-	$(VENV)/bin/cliprt-demo $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(DEMO_ARGS)
+	$(PY) -m cliprt_ros.run_eval $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(DEMO_ARGS)
 
 # colcon must come from the same venv as rclpy (console-script shebangs point at its python).
 colcon: venv

@@ -1,0 +1,203 @@
+"""ROS-free action safety: bounds clipping, finite checks, a stale-input watchdog, lockstep.
+
+Everything a robot-facing process must enforce before an action leaves it lives here, so the ROS
+nodes only convert messages and call these objects (and tests exercise them without ROS):
+
+* :class:`ActionGuard` - never lets a non-finite action out; clips to the configured bounds.
+* :class:`StalenessWatchdog` - decides whether an input stamped at ``t`` is too old at ``now``
+  and tracks whether the input stream as a whole has gone stale.
+* :class:`Lockstep` - one outstanding observation; only the answer to it is accepted, stale or
+  mismatched answers are counted and never applied, and an unanswered observation times out.
+
+Times are plain floats in seconds (any clock, as long as one object sees one clock).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Hashable
+
+import numpy as np
+
+__all__ = [
+    "ACTION_NAMES", "ActionGuard", "ActionSafetyConfig", "Lockstep", "StalenessWatchdog",
+    "UnsafeActionError",
+]
+
+#: The 7 action dimensions of CLIP-RT / LIBERO (OSC_POSE deltas and the gripper command).
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+
+
+class UnsafeActionError(RuntimeError):
+    """An action was withheld: non-finite values or a shape that does not match the bounds."""
+
+
+@dataclass
+class ActionSafetyConfig:
+    """Bounds every published action is clipped to, and how old an input image may be.
+
+    Defaults are LIBERO's normalised OSC_POSE deltas ([-1, 1] = +-5 cm / +-0.5 rad per step,
+    gripper -1 open / +1 close). ``stale_image_timeout <= 0`` disables the staleness check.
+    """
+
+    action_low: tuple[float, ...] = (-1.0,) * 7
+    action_high: tuple[float, ...] = (1.0,) * 7
+    stale_image_timeout: float = 0.5
+
+    def __post_init__(self) -> None:
+        low = np.asarray(self.action_low, dtype=np.float64)
+        high = np.asarray(self.action_high, dtype=np.float64)
+        if low.ndim != 1 or low.size == 0 or low.shape != high.shape:
+            raise ValueError(f"action_low ({low.size} values) and action_high ({high.size} "
+                             "values) must be non-empty lists of the same length")
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ValueError("action bounds must be finite")
+        if (low > high).any():
+            bad = [i for i in range(low.size) if low[i] > high[i]]
+            raise ValueError(f"action_low > action_high for dimension(s) {bad}")
+        if not math.isfinite(self.stale_image_timeout):
+            raise ValueError("stale_image_timeout must be finite (<= 0 disables the check)")
+
+
+class ActionGuard:
+    """Validate and clip actions: ``guard(actions) -> float32 array within the bounds``."""
+
+    def __init__(self, config: ActionSafetyConfig) -> None:
+        self.low = np.asarray(config.action_low, dtype=np.float32)
+        self.high = np.asarray(config.action_high, dtype=np.float32)
+        self.clipped_values = 0  # how many individual values were clipped so far
+        self.withheld = 0  # how many whole actions/chunks were refused
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.low.size)
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        """Return a clipped float32 copy of ``actions`` ``[..., action_dim]``.
+
+        Raises :class:`UnsafeActionError` (and counts it) for non-finite values or a wrong last
+        dimension: such an action must never be published, clipped or not.
+        """
+        array = np.asarray(actions, dtype=np.float32)
+        if array.ndim == 0 or array.shape[-1] != self.action_dim:
+            self.withheld += 1
+            raise UnsafeActionError(f"action shape {array.shape} does not end in the "
+                                    f"{self.action_dim} configured action dimensions")
+        finite = np.isfinite(array)
+        if not finite.all():
+            self.withheld += 1
+            raise UnsafeActionError(f"{int((~finite).sum())} non-finite value(s) in an action "
+                                    f"of shape {array.shape}; withheld")
+        clipped = np.clip(array, self.low, self.high)
+        self.clipped_values += int(np.count_nonzero(clipped != array))
+        return clipped
+
+
+class StalenessWatchdog:
+    """Input freshness: per-message age checks and a stream-level "gone stale" state.
+
+    ``check(stamp, now)`` returns ``None`` for a fresh input or the reason it must not be acted
+    on; ``tick(now)`` reports whether the stream is currently stale (no fresh input for longer
+    than the timeout) and whether that state just changed, so callers log transitions once.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = float(timeout)
+        self.last_fresh: float | None = None
+        self.stale = False
+        self.rejected = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.timeout > 0
+
+    def check(self, stamp: float, now: float) -> str | None:
+        """Reason why an input stamped ``stamp`` is unusable at ``now``, or None if fresh."""
+        reason = self._reason(stamp, now)
+        if reason is None:
+            self.last_fresh = now
+        else:
+            self.rejected += 1
+        return reason
+
+    def is_fresh(self, stamp: float, now: float) -> bool:
+        """Pure check (no counters): is ``stamp`` still within the timeout at ``now``?"""
+        return self._reason(stamp, now) is None
+
+    def tick(self, now: float) -> tuple[bool, bool]:
+        """``(stale, changed)``: the stream is stale when no fresh input came for ``timeout``."""
+        if not self.enabled or self.last_fresh is None:
+            stale = False
+        else:
+            stale = now - self.last_fresh > self.timeout
+        changed = stale != self.stale
+        self.stale = stale
+        return stale, changed
+
+    def _reason(self, stamp: float, now: float) -> str | None:
+        if not self.enabled:
+            return None
+        if stamp <= 0.0:
+            return ("image has no header.stamp (0): unstamped images cannot be checked for "
+                    "staleness (stamp them, or set stale_image_timeout <= 0)")
+        age = now - stamp
+        if age > self.timeout:
+            return f"image is stale: {age:.3f} s old > stale_image_timeout {self.timeout:.3f} s"
+        if age < -self.timeout:
+            return (f"image stamp is {-age:.3f} s in the future (> {self.timeout:.3f} s): "
+                    "camera and node clocks disagree")
+        return None
+
+
+@dataclass
+class Lockstep:
+    """Pairs each observation with the one answer that may advance the simulator.
+
+    ``expect(key, now)`` registers the latest observation (its key is what the answer must
+    echo, e.g. the image stamp); ``offer(key)`` says whether an answer is *the* answer to the
+    pending observation. Anything else is counted: ``stale`` (it answers an earlier observation
+    or one already answered) or ``mismatched`` (a key this side never issued). ``expired(now)``
+    tells whether the pending observation went unanswered for longer than ``timeout``.
+    """
+
+    timeout: float
+    history: int = 64
+    pending: Hashable | None = None
+    sent_at: float | None = None
+    accepted: int = 0
+    stale: int = 0
+    mismatched: int = 0
+    _issued: deque = field(default_factory=deque, repr=False)
+
+    def expect(self, key: Hashable, now: float) -> None:
+        if key in self._issued:
+            raise ValueError(f"observation key {key!r} was already used; keys must be unique")
+        self.pending = key
+        self.sent_at = now
+        self._issued.append(key)
+        while len(self._issued) > self.history:
+            self._issued.popleft()
+
+    def offer(self, key: Hashable) -> bool:
+        if self.pending is not None and key == self.pending:
+            self.pending = None
+            self.sent_at = None
+            self.accepted += 1
+            return True
+        if key in self._issued:
+            self.stale += 1
+        else:
+            self.mismatched += 1
+        return False
+
+    def cancel(self) -> None:
+        """Forget the pending observation (episode over); late answers then count as stale."""
+        self.pending = None
+        self.sent_at = None
+
+    def waited(self, now: float) -> float:
+        return 0.0 if self.sent_at is None else now - self.sent_at
+
+    def expired(self, now: float) -> bool:
+        return self.pending is not None and self.timeout > 0 and self.waited(now) > self.timeout

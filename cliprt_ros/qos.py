@@ -1,0 +1,44 @@
+"""
+QoS profiles of the cliprt topics, selectable by name from node parameters.
+
+* ``sensor_data``: best effort, volatile, keep last 1 - live cameras; a late frame is worth
+  nothing, so nothing is retransmitted or queued.
+* ``reliable``: reliable, volatile, keep last ``depth`` - the simulator (lockstep: every
+  observation must arrive) and action chunks.
+* :func:`latched_qos`: reliable, transient local, depth 1 - the instruction, so a node that
+  starts late still receives the current one.
+"""
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+QOS_NAMES = ('sensor_data', 'reliable')
+
+
+def sensor_data_qos(depth=1):
+    """Best effort, volatile, keep last ``depth`` (default 1)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def reliable_qos(depth=10):
+    """Reliable, volatile, keep last ``depth``."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def latched_qos():
+    """Reliable, transient local, keep last 1: late subscribers get the last message."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def qos_by_name(name, depth=1):
+    """Return the profile called ``name`` (one of :data:`QOS_NAMES`) with ``depth``."""
+    if name == 'sensor_data':
+        return sensor_data_qos(depth)
+    if name == 'reliable':
+        return reliable_qos(depth)
+    raise ValueError(f'unknown QoS profile {name!r}; expected one of {", ".join(QOS_NAMES)}')

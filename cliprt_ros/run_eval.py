@@ -1,0 +1,202 @@
+"""
+The LIBERO evaluation through ROS 2 without ``ros2 launch``: both nodes in one process.
+
+``launch/libero_eval.launch.py`` starts ``policy_node`` and ``libero_bridge_node`` as two
+processes. Where ``launch`` is not installed (pip-only machines, CI), this entry point creates the
+same two nodes, with the same parameter file, in one process and spins them on separate threads
+(one executor per node by default, or rclpy's ``MultiThreadedExecutor`` with ``--executor
+multi``): every image and action chunk still goes through rclpy topics (DDS).
+
+  python -m cliprt_ros.run_eval            # config/eval/demo.yaml, tiny policy, demo_results/ros-*
+  python -m cliprt_ros.run_eval --checkpoint PATH --suite libero_10 --tasks 0-9 --episodes 50
+
+Flags are those of ``cliprt-eval`` (an EvalConfig) plus ``--backend``, ``--namespace`` and
+``--params-file``; the success table is printed at the end, as ``cliprt-eval`` prints it.
+"""
+
+import os
+import sys
+import threading
+import time
+
+from cliprt_core.config import ConfigError
+from cliprt_ros.spin import spin_until
+
+
+def build_parser():
+    """Return the argument parser (the ``cliprt-eval`` flags plus the ROS ones)."""
+    from cliprt_core.cli.eval import build_parser as eval_parser
+
+    parser = eval_parser()
+    parser.prog = 'python -m cliprt_ros.run_eval'
+    parser.description = __doc__
+    parser.set_defaults(config='demo')
+    parser.add_argument('--backend', default='torch',
+                        help='policy inference backend: torch | compile | onnx | tensorrt')
+    parser.add_argument('--namespace', default='',
+                        help='ROS namespace of both nodes (topics are relative)')
+    parser.add_argument('--executor', choices=EXECUTORS, default='threads',
+                        help="threads: one executor thread per node (default); multi: rclpy's "
+                             'MultiThreadedExecutor for both (slow in rclpy 7.1, see docs)')
+    parser.add_argument('--params-file', dest='params_file', default=None,
+                        help='node parameter YAML (default config/nodes/libero_eval.yaml)')
+    return parser
+
+
+def create_nodes(config, backend='torch', namespace='', params_file=None, policy=None,
+                 env_factory=None):
+    """
+    Create ``(policy_node, bridge_node)`` for EvalConfig ``config``.
+
+    ``policy`` (a loaded cliprt_core Policy) and ``env_factory`` are optional injections for
+    tests and benchmarks; by default the policy node loads what ``config`` names.
+    """
+    from rclpy.parameter import Parameter
+
+    from cliprt_core.paths import config_dir
+    from cliprt_ros.libero_bridge_node import eval_config_to_parameters, LiberoBridgeNode
+    from cliprt_ros.policy_node import PolicyNode
+
+    params_file = params_file or str(config_dir() / 'nodes' / 'libero_eval.yaml')
+    if not os.path.isfile(params_file):
+        raise FileNotFoundError(f'node parameter file not found: {params_file}')
+    cli_args = ['--ros-args', '--params-file', params_file]
+    policy_values = {'checkpoint': config.checkpoint or '', 'model_config': config.model_config,
+                     'backend': backend, 'device': config.device or ''}
+    bridge_values = eval_config_to_parameters(config)
+    # The bridge first: it checks the results folder before a large model is loaded.
+    bridge = LiberoBridgeNode(
+        env_factory=env_factory, namespace=namespace, cli_args=cli_args,
+        parameter_overrides=[Parameter(k, value=v) for k, v in bridge_values.items()])
+    try:
+        policy_node = PolicyNode(
+            policy=policy, namespace=namespace, cli_args=cli_args,
+            parameter_overrides=[Parameter(k, value=v) for k, v in policy_values.items()])
+    except BaseException:
+        bridge.destroy_node()
+        raise
+    return policy_node, bridge
+
+
+EXECUTORS = ('threads', 'multi')
+
+
+def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
+    """
+    Spin both nodes (and ``extra_nodes``) in this process until the bridge has finished.
+
+    ``executor='threads'`` (default): one ``SingleThreadedExecutor`` per node, each on its own
+    thread. ``'multi'``: one rclpy ``MultiThreadedExecutor`` for all nodes; in rclpy 7.1.x
+    (Jazzy) its spin loop re-queues callbacks that have not started yet and starves the
+    worker threads (ros2/rclpy#1452, fixed upstream by #1547), which adds ~100 ms per message
+    here - see training/bench_ros.py. Either way every message goes through rclpy topics.
+    Returns the summary, or None if ROS was shut down first (SIGINT / SIGTERM).
+    """
+    from cliprt_ros.libero_bridge_node import spin_until_finished
+
+    if executor not in EXECUTORS:
+        raise ValueError(f'executor must be one of {EXECUTORS}, got {executor!r}')
+    if executor == 'multi':
+        _spin_multi(bridge, (policy_node, bridge, *extra_nodes))
+        return bridge.summary
+    from rclpy.executors import SingleThreadedExecutor
+
+    stop = threading.Event()
+    executors, threads = [], []
+    try:
+        for node in (policy_node, *extra_nodes):
+            node_executor = SingleThreadedExecutor(context=bridge.context)
+            node_executor.add_node(node)
+            executors.append(node_executor)
+            threads.append(threading.Thread(
+                target=spin_until, args=(node_executor, stop.is_set), daemon=True,
+                name=f'spin_{node.get_name()}'))
+            threads[-1].start()
+        main_executor = SingleThreadedExecutor(context=bridge.context)
+        main_executor.add_node(bridge)
+        executors.append(main_executor)
+        spin_until_finished(main_executor, bridge)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        for node_executor in executors:
+            node_executor.shutdown()
+    return bridge.summary
+
+
+def _spin_multi(bridge, nodes):
+    from rclpy.executors import MultiThreadedExecutor
+
+    from cliprt_ros.libero_bridge_node import spin_until_finished
+
+    executor = MultiThreadedExecutor(num_threads=4, context=bridge.context)
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        spin_until_finished(executor, bridge)
+    finally:
+        # rclpy 7.x: MultiThreadedExecutor.shutdown() does not wait for callbacks still running
+        # on its thread pool; drain the pool first so no callback outlives its node.
+        pool = getattr(executor, '_executor', None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        executor.shutdown()
+
+
+def main(argv=None):
+    """Run the evaluation through both ROS 2 nodes in one process; print the success table."""
+    args = build_parser().parse_args(argv)
+    from cliprt_core.cli.eval import load_eval_config, report
+    from cliprt_core.eval import ResultsMismatchError
+
+    if args.results_dir is None and args.config == 'demo':  # like cliprt-demo: a fresh folder
+        args.results_dir = os.path.join('demo_results', time.strftime('ros-%Y%m%d-%H%M%S'))
+    try:
+        config = load_eval_config(args)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f'run_eval: {exc}', file=sys.stderr)
+        return 2
+    if args.summary_only:  # as cliprt-eval --summary-only: re-tabulate, no ROS
+        from cliprt_core.eval import ResultsDir
+
+        results = ResultsDir(config.default_results_dir())
+        if not results.episodes_path.exists():
+            print(f'run_eval: no {results.episodes_path}', file=sys.stderr)
+            return 2
+        print(report(results.write_summary(expected=config.episode_keys()), results))
+        return 0
+    if config.workers > 1:
+        print('run_eval: --workers is ignored: the bridge node runs one simulator',
+              file=sys.stderr)
+    # One process talks to itself: keep discovery on this machine unless the user chose.
+    if 'ROS_LOCALHOST_ONLY' not in os.environ:
+        os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init()
+    nodes = []
+    try:
+        nodes = create_nodes(config, backend=args.backend, namespace=args.namespace,
+                             params_file=args.params_file)
+        summary = run_nodes(*nodes, executor=args.executor)
+        if summary is None:
+            raise KeyboardInterrupt  # ROS was shut down (SIGINT / SIGTERM) before the end
+        print(report(summary, nodes[1].results))
+        return nodes[1].exit_code
+    except (KeyboardInterrupt, ExternalShutdownException):
+        print('\nrun_eval: interrupted; finished episodes are kept; rerun the same command to '
+              'resume', file=sys.stderr)
+        return 130
+    except (ConfigError, ResultsMismatchError, FileNotFoundError, ValueError) as exc:
+        print(f'run_eval: {exc}', file=sys.stderr)
+        return 2
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

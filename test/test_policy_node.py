@@ -1,0 +1,369 @@
+"""policy_node over real DDS on loopback: in-process nodes and the colcon-installed executable."""
+
+import signal
+import time
+
+import numpy as np
+import pytest
+from ros_utils import (colcon_install, DISCOVERY_S, Driver, NodeProcess, random_image,
+                       rclpy_available, spin_for, spin_until, tiny_policy, unique_namespace)
+
+pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not installed')
+
+ANSWER_S = 20.0  # upper bound for one tiny-model answer on a loaded 2-core CI machine
+
+
+@pytest.fixture(scope='module')
+def rclpy_context():
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def make_node(rclpy_context):
+    """Create a PolicyNode in a fresh namespace plus a Driver, spun by one executor."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from cliprt_ros.policy_node import PolicyNode
+
+    created = []
+
+    def make(policy=None, **params):
+        params.setdefault('image_qos', 'reliable')
+        params.setdefault('warmup', False)
+        namespace = unique_namespace()
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        node = PolicyNode(policy=policy or tiny_policy(), namespace=namespace,
+                          parameter_overrides=overrides)
+        driver = Driver(namespace)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.add_node(driver.node)
+        created.append((executor, node, driver))
+        assert spin_until(executor, driver.connected, DISCOVERY_S), 'discovery failed'
+        return executor, node, driver
+
+    yield make
+    for executor, node, driver in created:
+        executor.shutdown()
+        node.destroy_node()
+        driver.destroy()
+
+
+def _instruct(executor, node, driver, text='put the bowl on the plate'):
+    before = node.stats['instructions']
+    driver.instruct(text)
+    assert spin_until(executor, lambda: node.stats['instructions'] > before, DISCOVERY_S)
+
+
+def _ask(executor, driver, rgb, stamp=None):
+    stamp = driver.send_image(rgb, stamp)
+    assert spin_until(executor, lambda: driver.answers_to(stamp), ANSWER_S), 'no answer'
+    return stamp, driver.answers_to(stamp)
+
+
+def _expected(policy, instruction, rgb, low=-1.0, high=1.0):
+    policy.reset(instruction)
+    return np.clip(policy.act(rgb), low, high)
+
+
+def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(make_node):
+    from cliprt_ros.conversions import stamp_to_ns, trajectory_to_chunk
+
+    executor, node, driver = make_node(action_frame_id='tool0', control_period=0.1)
+    _instruct(executor, node, driver)
+    sent = []
+    for seed in range(3):
+        rgb = random_image(seed)
+        stamp, answers = _ask(executor, driver, rgb)
+        sent.append((stamp, rgb))
+        assert len(answers) == 1
+        msg = answers[0]
+        assert msg.header.frame_id == 'tool0'
+        assert list(msg.joint_names) == ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
+        nanoseconds = [p.time_from_start.nanosec for p in msg.points[:3]]
+        assert nanoseconds == [100_000_000, 200_000_000, 300_000_000]
+    spin_for(executor, 0.2)
+    assert len(driver.chunks) == 3  # exactly one chunk per image, no extra
+    policy = tiny_policy()
+    for stamp, rgb in sent:
+        (msg,) = driver.answers_to(stamp)
+        chunk = trajectory_to_chunk(msg)
+        assert chunk.shape == (8, 7) and np.abs(chunk).max() <= 1.0
+        np.testing.assert_array_equal(chunk, _expected(policy, 'put the bowl on the plate', rgb))
+    assert [stamp_to_ns(c.header.stamp) for c in driver.chunks] == [
+        stamp_to_ns(s) for s, _ in sent]
+
+
+def test_late_node_receives_the_latched_instruction(rclpy_context):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from cliprt_ros.policy_node import PolicyNode
+
+    namespace = unique_namespace()
+    driver = Driver(namespace)
+    driver.instruct('open the drawer')  # before the policy node exists
+    node = PolicyNode(policy=tiny_policy(), namespace=namespace, parameter_overrides=[
+        Parameter('image_qos', value='reliable'), Parameter('warmup', value=False)])
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(driver.node)
+    try:
+        assert spin_until(executor, lambda: node.instruction == 'open the drawer', DISCOVERY_S)
+        assert spin_until(executor, driver.connected, DISCOVERY_S)
+        _ask(executor, driver, random_image(5))
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        driver.destroy()
+
+
+def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node):
+    from cliprt_ros.conversions import rgb_to_image
+
+    executor, node, driver = make_node()
+    # No instruction yet: images are ignored.
+    driver.send_image(random_image(0))
+    assert spin_until(executor, lambda: node.stats['no_instruction'] == 1, DISCOVERY_S)
+    # Empty instruction: rejected with the reason, still no instruction.
+    driver.instruct('   ')
+    assert spin_until(executor, lambda: node.stats['rejected'] == 1, DISCOVERY_S)
+    assert 'instruction is empty' in node.last_reason and node.instruction is None
+    _instruct(executor, node, driver, 'pick up the ketchup')
+    # Unknown encoding, then a truncated image.
+    bad = rgb_to_image(random_image(1), driver.now())
+    bad.encoding = '32FC1'
+    driver.send(bad)
+    assert spin_until(executor, lambda: node.stats['rejected'] == 2, ANSWER_S)
+    assert "unsupported image encoding '32FC1'" in node.last_reason
+    short = rgb_to_image(random_image(2), driver.now())
+    short.data = bytes(short.data)[:1000]
+    driver.send(short)
+    assert spin_until(executor, lambda: node.stats['rejected'] == 3, ANSWER_S)
+    assert 'needs 196608' in node.last_reason
+    # Huge instruction: rejected; the previous one stays active.
+    driver.instruct('x' * 5000)
+    assert spin_until(executor, lambda: node.stats['rejected'] == 4, ANSWER_S)
+    assert 'limit' in node.last_reason and node.instruction == 'pick up the ketchup'
+    # Still serving.
+    rgb = random_image(3)
+    stamp, (msg,) = _ask(executor, driver, rgb)
+    assert len(driver.chunks) == 1
+    from cliprt_ros.conversions import trajectory_to_chunk
+    np.testing.assert_array_equal(trajectory_to_chunk(msg),
+                                  _expected(tiny_policy(), 'pick up the ketchup', rgb))
+
+
+def test_stale_and_unstamped_images_are_never_answered(make_node):
+    from builtin_interfaces.msg import Time
+
+    from cliprt_ros.conversions import ns_to_stamp, stamp_to_ns
+
+    executor, node, driver = make_node(stale_image_timeout=0.5)
+    _instruct(executor, node, driver)
+    now_ns = stamp_to_ns(driver.now())
+    # One at a time: the node's image subscription keeps only the latest frame (depth 1).
+    cases = [(ns_to_stamp(now_ns - 3_000_000_000), 'image is stale: 3.'),
+             (Time(), 'no header.stamp'),
+             (ns_to_stamp(now_ns + 60_000_000_000), 'in the future')]
+    for count, (stamp, reason) in enumerate(cases, start=1):
+        driver.send_image(random_image(count), stamp)
+        assert spin_until(executor, lambda: node.stats['rejected'] == count, ANSWER_S)
+        assert reason in node.last_reason
+    old, future = cases[0][0], cases[2][0]
+    # Positive control on the same topic (ordered after the stale ones): a fresh image works.
+    _ask(executor, driver, random_image(3))
+    assert not driver.answers_to(old) and not driver.answers_to(future)
+    assert len(driver.chunks) == 1
+    # The watchdog notices that the camera went quiet.
+    assert spin_until(executor, lambda: node.watchdog.stale, 5.0)
+
+
+def test_enable_service_and_parameter(make_node):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    from std_srvs.srv import SetBool
+
+    executor, node, driver = make_node()
+    _instruct(executor, node, driver)
+    client = driver.node.create_client(SetBool, node.get_fully_qualified_name() + '/enable')
+    assert spin_until(executor, client.service_is_ready, DISCOVERY_S)
+
+    def call(data):
+        future = client.call_async(SetBool.Request(data=data))
+        assert spin_until(executor, future.done, DISCOVERY_S)
+        return future.result()
+
+    response = call(False)
+    assert response.success and response.message == 'disabled'
+    assert node.get_parameter('enabled').value is False
+    stamp = driver.send_image(random_image(0))
+    assert spin_until(executor, lambda: node.stats['disabled'] == 1, ANSWER_S)
+    assert call(True).message == 'enabled'
+    _ask(executor, driver, random_image(1))
+    assert not driver.answers_to(stamp) and len(driver.chunks) == 1
+    # Parameters other than `enabled` are read-only at runtime.
+    params = driver.node.create_client(SetParameters,
+                                       node.get_fully_qualified_name() + '/set_parameters')
+    assert spin_until(executor, params.service_is_ready, DISCOVERY_S)
+    future = params.call_async(SetParameters.Request(parameters=[
+        Parameter('checkpoint', value='other.pt').to_parameter_msg()]))
+    assert spin_until(executor, future.done, DISCOVERY_S)
+    assert not future.result().results[0].successful
+    assert node.get_parameter('checkpoint').value == ''
+
+
+def test_actions_are_clipped_to_the_configured_bounds(make_node):
+    from cliprt_ros.conversions import trajectory_to_chunk
+
+    executor, node, driver = make_node(action_low=[-0.1] * 6 + [-1.0],
+                                       action_high=[0.1] * 6 + [1.0])
+    _instruct(executor, node, driver, 'turn on the stove')
+    rgb = random_image(7)
+    _, (msg,) = _ask(executor, driver, rgb)
+    chunk = trajectory_to_chunk(msg)
+    raw = _expected(tiny_policy(), 'turn on the stove', rgb, -np.inf, np.inf)
+    assert np.abs(raw[:, :6]).max() > 0.1  # the random model really exceeds the bounds
+    assert np.abs(chunk[:, :6]).max() <= np.float32(0.1)
+    np.testing.assert_array_equal(chunk, np.clip(raw, node.guard.low, node.guard.high))
+    assert node.guard.clipped_values > 0
+
+
+def test_non_finite_model_output_is_never_published(make_node):
+    import torch
+
+    from cliprt_core.inference import Policy
+
+    policy = Policy.from_config('cliprt-tiny', device='cpu')
+    with torch.no_grad():
+        next(policy.model.parameters()).fill_(float('nan'))  # a corrupted weight
+    executor, node, driver = make_node(policy=policy)
+    _instruct(executor, node, driver)
+    for count in (1, 2):
+        driver.send_image(random_image(count))
+        assert spin_until(executor, lambda: node.stats['withheld'] == count, ANSWER_S)
+        assert 'non-finite' in node.last_reason
+    spin_for(executor, 0.2)
+    assert driver.chunks == [] and node.stats['answered'] == 0
+
+
+def test_frames_arriving_while_busy_are_dropped_not_queued(make_node):
+    from cliprt_core.inference import Policy
+
+    policy = Policy.from_config('cliprt-tiny', device='cpu')
+    graph = policy.query
+
+    def slow_query(pixels, prompts):  # a slow model: 0.4 s per query
+        time.sleep(0.4)
+        return graph(pixels, prompts)
+
+    policy.query = slow_query
+    executor, node, driver = make_node(policy=policy, stale_image_timeout=30.0)
+    _instruct(executor, node, driver)
+    stamps = []
+    for seed in range(10):  # 10 frames at ~20 Hz: 0.5 s, about one query's time
+        stamps.append(driver.send_image(random_image(seed)))
+        spin_for(executor, 0.05)
+
+    def settled():
+        s = node.stats
+        return s['images'] == 10 and s['answered'] + s['dropped_busy'] == 10 and not node._busy
+
+    assert spin_until(executor, settled, ANSWER_S), node.stats
+    assert spin_until(executor, lambda: len(driver.chunks) == node.stats['answered'], ANSWER_S)
+    assert node.stats['answered'] <= 3 and node.stats['dropped_busy'] >= 7
+    assert driver.answers_to(stamps[0])  # the first frame found the model idle
+    from cliprt_ros.conversions import stamp_to_ns
+    sent = [stamp_to_ns(s) for s in stamps]
+    assert all(stamp_to_ns(c.header.stamp) in sent for c in driver.chunks)
+
+
+def test_discrete_model_publishes_the_primitive(make_node):
+    from cliprt_ros.conversions import trajectory_to_chunk
+
+    policy = tiny_policy('cliprt-tiny-discrete')
+    executor, node, driver = make_node(policy=policy, action_low=[-0.05] * 7,
+                                       action_high=[0.05] * 7)
+    _instruct(executor, node, driver, 'move the cup left')
+    rgb = random_image(4)
+    _, (msg,) = _ask(executor, driver, rgb)
+    assert spin_until(executor, lambda: driver.primitives, ANSWER_S)
+    policy.reset('move the cup left')
+    expected = policy.act(rgb)
+    assert driver.primitives[0].data == expected.phrase
+    chunk = trajectory_to_chunk(msg)
+    assert chunk.shape == (1, 7)
+    np.testing.assert_array_equal(chunk[0], np.clip(expected.action, -0.05, 0.05))
+
+
+# --------------------------------------------------------------------------- installed executable
+
+@pytest.fixture(scope='module')
+def installed():
+    try:
+        return colcon_install()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+def test_installed_executable_serves_survives_bad_input_and_stops_on_signals(
+        installed, rclpy_context, tmp_path):
+    """What a user does: `ros2 run cliprt_ros policy_node`, then `ros2 topic pub` at it."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    from cliprt_ros.conversions import rgb_to_image
+
+    params = installed / 'share' / 'cliprt_ros' / 'config' / 'nodes' / 'policy_node.yaml'
+    assert params.is_file()
+    namespace = unique_namespace()
+    main = NodeProcess(installed, 'policy_node', [
+        '-r', f'__ns:={namespace}', '--params-file', str(params),
+        '-p', 'image_qos:=reliable', '-p', 'stale_image_timeout:=5.0'], tmp_path)
+    # Started in parallel (startup is torch import + model load): SIGINT and a broken checkpoint.
+    other = NodeProcess(installed, 'policy_node', ['-r', f'__ns:={unique_namespace()}'], tmp_path)
+    broken = NodeProcess(installed, 'policy_node', [
+        '-r', f'__ns:={unique_namespace()}', '-p', f'checkpoint:={tmp_path / "missing.pt"}'],
+        tmp_path)
+    driver = Driver(namespace)
+    executor = SingleThreadedExecutor()
+    executor.add_node(driver.node)
+    try:
+        assert main.wait_for_output('ready:', 90), main.output()
+        assert spin_until(executor, driver.connected, DISCOVERY_S), main.output()
+        driver.instruct('pick up the black bowl')
+        # The latched instruction may arrive after the first image: retry until answered.
+        deadline = time.monotonic() + ANSWER_S
+        first = None
+        while first is None and time.monotonic() < deadline:
+            stamp = driver.send_image(random_image(0))
+            if spin_until(executor, lambda: driver.answers_to(stamp), 1.0):
+                first = stamp
+        assert first is not None, main.output()
+        bad = rgb_to_image(random_image(1), driver.now())
+        bad.encoding = 'yuv422'
+        driver.send(bad)
+        assert main.wait_for_output("unsupported image encoding 'yuv422'", ANSWER_S)
+        _ask(executor, driver, random_image(2))
+        assert main.proc.poll() is None
+        for seed in range(30):  # SIGTERM while images are pouring in (a shutdown race)
+            driver.send_image(random_image(seed))
+            executor.spin_once(timeout_sec=0.002)
+        assert main.terminate(signal.SIGTERM) == 0, main.output()
+
+        assert other.wait_for_output('ready:', 90), other.output()
+        assert other.terminate(signal.SIGINT) == 0, other.output()
+
+        assert broken.proc.wait(timeout=90) == 1, broken.output()
+        assert 'missing.pt' in broken.output()
+        for proc in (main, other, broken):
+            assert 'Traceback' not in proc.output(), proc.output()
+    finally:
+        executor.shutdown()
+        driver.destroy()
+        for proc in (main, other, broken):
+            proc.kill()
