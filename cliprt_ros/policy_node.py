@@ -16,7 +16,6 @@ dropped (counted), never queued behind it, and the executor stays responsive. Al
 """
 
 from concurrent.futures import ThreadPoolExecutor
-import inspect
 import sys
 import threading
 import time
@@ -44,14 +43,14 @@ NODE_NAME = 'policy_node'
 PARAMETERS = {
     'checkpoint': ('', 'cliprt checkpoint path, official CLIP-RT file or Hugging Face hub id; '
                        'empty = random weights from model_config (demos and tests)'),
-    'model_config': ('cliprt-tiny', 'model config name/path: the architecture for random '
-                                    'weights, or of an official checkpoint; empty = from the '
-                                    'checkpoint'),
+    'model_config': ('', 'model config name/path: the architecture of the random weights '
+                         '(empty = cliprt-tiny) or of an official checkpoint (empty = the '
+                         'published ViT-H-14-378 one); cliprt checkpoints carry their own'),
     'seed': (0, 'seed of the random weights when checkpoint is empty'),
     'backend': ('torch', 'inference backend: torch | compile | onnx | tensorrt'),
     'device': ('', 'torch device (cpu, cuda, cuda:1); empty = cuda if available, else cpu'),
-    'dtype': ('auto', 'model dtype: auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | bfloat16 | '
-                      'float16'),
+    'dtype': ('auto', 'model dtype: auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | '
+                      'fp16'),
     'image_qos': ('sensor_data', 'camera QoS: sensor_data (best effort, depth 1; cameras) | '
                                  'reliable (simulator lockstep)'),
     'action_frame_id': ('base_link', 'header.frame_id of action_chunk: the frame the deltas are '
@@ -66,35 +65,6 @@ PARAMETERS = {
     'warmup': (True, 'run one dummy query at startup so the first real answer is fast'),
 }
 _DYNAMIC = {'enabled'}
-_DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
-
-
-def load_policy(checkpoint, model_config, seed, backend, device, dtype):
-    """Build the cliprt_core Policy the parameters describe (passes ``backend`` through)."""
-    import torch
-    from cliprt_core.inference import Policy
-
-    if dtype not in _DTYPES:
-        raise ValueError(f'dtype must be one of {", ".join(_DTYPES)}, got {dtype!r}')
-    kwargs = {'device': device or None,
-              'dtype': None if dtype == 'auto' else getattr(torch, dtype)}
-    if checkpoint:
-        factory = Policy.from_checkpoint
-        args = (checkpoint,)
-        if model_config:
-            kwargs['model_config'] = model_config
-    else:
-        if not model_config:
-            raise ValueError('set checkpoint, or model_config for random weights')
-        factory = Policy.from_config
-        args = (model_config,)
-        kwargs['seed'] = seed
-    if 'backend' in inspect.signature(factory).parameters:
-        kwargs['backend'] = backend
-    elif backend != 'torch':
-        raise ValueError(f'backend {backend!r} is not supported by this cliprt_core version '
-                         '(only torch)')
-    return factory(*args, **kwargs)
 
 
 class PolicyNode(Node):
@@ -157,8 +127,11 @@ class PolicyNode(Node):
     def _set_policy(self, policy, p):
         if policy is None:
             started = time.monotonic()
-            policy = self._on_model(load_policy, p['checkpoint'], p['model_config'], p['seed'],
-                                    p['backend'], p['device'], p['dtype'])
+            from cliprt_core.inference.factory import build_policy  # torch loads here
+
+            policy = self._on_model(lambda: build_policy(
+                p['checkpoint'], p['model_config'], device=p['device'], dtype=p['dtype'],
+                backend=p['backend'], seed=p['seed']))
             self.get_logger().info(
                 f'loaded {policy.config.name} ({policy.config.head} head) on {policy.device} '
                 f'in {time.monotonic() - started:.1f} s')

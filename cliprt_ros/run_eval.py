@@ -10,8 +10,9 @@ multi``): every image and action chunk still goes through rclpy topics (DDS).
   python -m cliprt_ros.run_eval            # config/eval/demo.yaml, tiny policy, demo_results/ros-*
   python -m cliprt_ros.run_eval --checkpoint PATH --suite libero_10 --tasks 0-9 --episodes 50
 
-Flags are those of ``cliprt-eval`` (an EvalConfig) plus ``--backend``, ``--namespace`` and
-``--params-file``; the success table is printed at the end, as ``cliprt-eval`` prints it.
+Flags are those of ``cliprt-eval`` (an EvalConfig, ``--backend`` included) plus
+``--namespace``, ``--executor`` and ``--params-file``; the success table is printed at the end,
+as ``cliprt-eval`` prints it.
 """
 
 import os
@@ -31,8 +32,6 @@ def build_parser():
     parser.prog = 'python -m cliprt_ros.run_eval'
     parser.description = __doc__
     parser.set_defaults(config='demo')
-    parser.add_argument('--backend', default='torch',
-                        help='policy inference backend: torch | compile | onnx | tensorrt')
     parser.add_argument('--namespace', default='',
                         help='ROS namespace of both nodes (topics are relative)')
     parser.add_argument('--executor', choices=EXECUTORS, default='threads',
@@ -43,7 +42,7 @@ def build_parser():
     return parser
 
 
-def create_nodes(config, backend='torch', namespace='', params_file=None, policy=None,
+def create_nodes(config, namespace='', params_file=None, policy=None,
                  env_factory=None):
     """
     Create ``(policy_node, bridge_node)`` for EvalConfig ``config``.
@@ -62,7 +61,8 @@ def create_nodes(config, backend='torch', namespace='', params_file=None, policy
         raise FileNotFoundError(f'node parameter file not found: {params_file}')
     cli_args = ['--ros-args', '--params-file', params_file]
     policy_values = {'checkpoint': config.checkpoint or '', 'model_config': config.model_config,
-                     'backend': backend, 'device': config.device or ''}
+                     'backend': config.backend, 'device': config.device or '',
+                     'dtype': config.dtype}
     bridge_values = eval_config_to_parameters(config)
     # The bridge first: it checks the results folder before a large model is loaded.
     bridge = LiberoBridgeNode(
@@ -178,7 +178,7 @@ def main(argv=None):
     rclpy.init()
     nodes = []
     try:
-        nodes = create_nodes(config, backend=args.backend, namespace=args.namespace,
+        nodes = create_nodes(config, namespace=args.namespace,
                              params_file=args.params_file)
         summary = run_nodes(*nodes, executor=args.executor)
         if summary is None:

@@ -30,7 +30,8 @@ ARGUMENTS = {
     'episodes': ('50', 'episodes (fixed initial states) per task, <= 50'),
     'max_steps': ('0', 'cap on the horizon (smoke runs); 0 = the protocol horizon'),
     'checkpoint': ('', 'checkpoint path or hub id; empty = random weights of model_config'),
-    'model_config': ('cliprt-tiny', 'model config for random weights / official checkpoints'),
+    'model_config': ('', 'architecture of random weights (empty: cliprt-tiny) or of an '
+                         'official checkpoint (empty: ViT-H-14-378)'),
     'backend': ('torch', 'inference backend: torch | compile | onnx | tensorrt'),
     'device': ('', 'policy device (cpu, cuda, cuda:1); empty = cuda if available'),
     'results_dir': ('', 'results folder (reused = resumed); empty = eval_results/<policy>'),

@@ -21,7 +21,8 @@ PACKAGE = 'cliprt_ros'
 # name -> (default, description); every argument is declared and used below.
 ARGUMENTS = {
     'checkpoint': ('', 'checkpoint path or hub id; empty = random weights of model_config'),
-    'model_config': ('cliprt-tiny', 'model config for random weights / official checkpoints'),
+    'model_config': ('', 'architecture of random weights (empty: cliprt-tiny) or of an '
+                         'official checkpoint (empty: ViT-H-14-378)'),
     'backend': ('torch', 'inference backend: torch | compile | onnx | tensorrt'),
     'device': ('', 'policy device (cpu, cuda, cuda:1); empty = cuda if available'),
     'image_topic': ('camera/image_raw', 'camera topic to answer (remaps camera/image_raw)'),

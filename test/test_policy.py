@@ -173,3 +173,23 @@ def test_from_checkpoint_reproduces_the_policy(policy, image, tmp_path):
     for p in (policy, loaded):
         p.reset("turn on the stove")
     np.testing.assert_array_equal(policy.act(image), loaded.act(image))
+
+
+def test_build_policy_is_what_every_entry_point_uses(policy, image, tmp_path):
+    from cliprt_core.checkpoint import CheckpointError
+    from cliprt_core.inference.factory import build_policy
+
+    random_policy = build_policy(device="cpu")  # no checkpoint: random cliprt-tiny
+    assert random_policy.config.name == "cliprt-tiny" and random_policy.dtype == torch.float32
+    path = tmp_path / "tiny.pt"
+    save_model_checkpoint(policy.model, path)
+    loaded = build_policy(str(path), "", device="cpu", dtype="fp32")  # carries its own config
+    same = build_policy(str(path), "cliprt-tiny", device="cpu")  # agreeing config is fine
+    for p in (policy, loaded, same):
+        p.reset("open the top drawer")
+    np.testing.assert_array_equal(loaded.act(image), policy.act(image))
+    np.testing.assert_array_equal(same.act(image), policy.act(image))
+    with pytest.raises(CheckpointError, match="carries its own config"):
+        build_policy(str(path), "cliprt-tiny-discrete", device="cpu")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        build_policy(device="cpu", dtype="int8")

@@ -60,9 +60,10 @@ def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str |
             config = from_dict(CLIPRTConfig, payload["model_config"])
         except (ConfigError, KeyError) as exc:
             raise CheckpointError(f"{loaded.path}: invalid model_config: {exc}") from exc
-        if model_config is not None:
-            raise CheckpointError("cliprt checkpoints carry their own model config; "
-                                  "do not pass model_config")
+        if model_config is not None and _config_name(model_config) != config.name:
+            raise CheckpointError(
+                f"{loaded.path} is a cliprt checkpoint of model {config.name!r}; it carries its "
+                f"own config, so model_config {_config_name(model_config)!r} does not apply")
         model = create_model(config)
         state = payload.get("state_dict")
         if not isinstance(state, dict):
@@ -79,6 +80,12 @@ def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str |
         mapped = official.map_official_state_dict(state, model.state_dict())
         _load_strict(model, mapped, loaded.path)
     return model, loaded
+
+
+def _config_name(model_config: CLIPRTConfig | str) -> str:
+    if isinstance(model_config, CLIPRTConfig):
+        return model_config.name
+    return load_model_config(model_config).name
 
 
 def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -27,6 +27,7 @@ _FLAGS = {"suite": "suite", "tasks": "tasks", "episodes": "episodes", "workers":
           "max_steps": "max_steps", "seed": "seed", "camera_size": "camera_size",
           "video": "video", "wrist_camera": "wrist_camera", "results_dir": "results_dir",
           "checkpoint": "checkpoint", "model_config": "model_config", "device": "device",
+          "dtype": "dtype", "backend": "backend",
           "progress": "progress"}
 
 
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "libero_10 | libero_90, a comma list, or 'all' (the 4 standard suites)")
     parser.add_argument("--checkpoint", help="checkpoint path or hub id (default: random tiny)")
     parser.add_argument("--model-config", dest="model_config",
-                        help="model config for random weights when there is no checkpoint")
+                        help="architecture of the random weights (no checkpoint; default "
+                        "cliprt-tiny) or of an official checkpoint (default ViT-H-14-378)")
     parser.add_argument("--tasks", help="'all', '0-9', '0,3,5' (default all)")
     parser.add_argument("--episodes", type=int, help="episodes (init states) per task, <= 50")
     parser.add_argument("--workers", type=int, help="env worker processes (default 1)")
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", dest="results_dir",
                         help="results folder (default eval_results/<policy>); reused = resumed")
     parser.add_argument("--device", help="policy device (default cuda if available)")
+    parser.add_argument("--dtype", help="auto (default: bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16")
+    parser.add_argument("--backend", help="torch (default) | compile | onnx | tensorrt")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default on)")
     parser.add_argument("--summary-only", action="store_true",
@@ -86,13 +90,13 @@ def load_eval_config(args: argparse.Namespace) -> EvalConfig:
 
 def load_policy(config: EvalConfig, prog: str = "cliprt-eval"):
     """The policy to evaluate: a checkpoint, or random weights of ``model_config``."""
-    from cliprt_core.inference import Policy
+    from cliprt_core.inference.factory import build_policy
 
-    if config.checkpoint:
-        return Policy.from_checkpoint(config.checkpoint, device=config.device)
-    print(f"{prog}: no --checkpoint: evaluating RANDOM weights of {config.model_config} "
-          "(expect ~0% success)", file=sys.stderr)
-    return Policy.from_config(config.model_config, device=config.device)
+    if not config.checkpoint:
+        print(f"{prog}: no --checkpoint: evaluating RANDOM weights of {config.random_model()} "
+              "(expect ~0% success)", file=sys.stderr)
+    return build_policy(config.checkpoint, config.model_config, device=config.device,
+                        dtype=config.dtype, backend=config.backend)
 
 
 def report(summary: dict[str, Any], results) -> str:

@@ -73,14 +73,10 @@ def verify_onnx(policy: Any, path: Path) -> float:
 
 
 def _policy(args: argparse.Namespace):
-    from cliprt_core.inference.backends.artifacts import parse_dtype
-    from cliprt_core.inference.policy import Policy
+    from cliprt_core.inference.factory import build_policy
 
-    dtype = parse_dtype(args.dtype)
-    if args.checkpoint:
-        return Policy.from_checkpoint(args.checkpoint, device=args.device, dtype=dtype,
-                                      model_config=args.model)
-    return Policy.from_config(args.model, device=args.device, dtype=dtype, seed=args.seed)
+    return build_policy(args.checkpoint, args.model, device=args.device, dtype=args.dtype,
+                        seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -27,8 +27,12 @@ class EvalConfig:
     video: bool = False  # an MP4 per episode under <results_dir>/videos
     results_dir: str | None = None  # default: eval_results/<policy name>
     checkpoint: str | None = None  # a cliprt/official checkpoint or hub id
-    model_config: str = "cliprt-tiny"  # random-weight model used when there is no checkpoint
+    # architecture: of the random weights without a checkpoint (empty: cliprt-tiny), or of an
+    # official checkpoint (empty: the published ViT-H-14-378 one); see inference/factory.py
+    model_config: str = ""
     device: str | None = None  # policy device (default: cuda if available)
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16
+    backend: str = "torch"  # torch | compile | onnx | tensorrt
     progress: bool = True  # a progress bar with the running success rate
 
     def __post_init__(self) -> None:
@@ -78,15 +82,21 @@ class EvalConfig:
     def policy_name(self) -> str:
         if self.checkpoint:
             return Path(self.checkpoint.rstrip("/")).name.replace(".", "_") or "checkpoint"
-        return f"{self.model_config}-random"
+        return f"{self.random_model()}-random"
 
     def default_results_dir(self) -> Path:
         return Path(self.results_dir) if self.results_dir else Path("eval_results") / \
             self.policy_name()
 
+    def random_model(self) -> str:
+        """The model config whose random weights run when there is no checkpoint."""
+        from cliprt_core.inference.factory import DEFAULT_RANDOM_MODEL
+
+        return self.model_config or DEFAULT_RANDOM_MODEL
+
     def protocol_settings(self) -> dict[str, Any]:
         """What makes episodes of two runs comparable (stored in run.json, checked on resume)."""
-        return {"policy": self.checkpoint or f"random:{self.model_config}",
+        return {"policy": self.checkpoint or f"random:{self.random_model()}",
                 "seed": self.seed, "max_steps": self.max_steps, "camera_size": self.camera_size,
                 "num_dummy_steps": self.num_dummy_steps, "clip_actions": self.clip_actions,
                 "binarize_gripper": self.binarize_gripper}
