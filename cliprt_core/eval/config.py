@@ -94,6 +94,12 @@ class EvalConfig:
 
         return self.model_config or DEFAULT_RANDOM_MODEL
 
+    def run_settings(self) -> dict[str, Any]:
+        """The protocol settings plus the selection: the common part of ``run.json``."""
+        return {**self.protocol_settings(), "suites": self.suites(),
+                "tasks": self.tasks if isinstance(self.tasks, str) else list(self.tasks),
+                "episodes_per_task": self.episodes}
+
     def protocol_settings(self) -> dict[str, Any]:
         """What makes episodes of two runs comparable (stored in run.json, checked on resume)."""
         return {"policy": self.checkpoint or f"random:{self.random_model()}",

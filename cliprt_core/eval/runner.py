@@ -237,9 +237,7 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
             slot.close()
         progress.close()
         wall = time.perf_counter() - started
-        run = {**config.protocol_settings(), "suites": config.suites(),
-               "tasks": config.tasks if isinstance(config.tasks, str) else list(config.tasks),
-               "episodes_per_task": config.episodes, "workers": config.workers,
+        run = {**config.run_settings(), "workers": config.workers,
                "started_at": started_at, "wall_s": round(wall, 3),
                "episodes_this_run": len(finished_now),
                "policy_steps_this_run": sum(r["steps"] for r in finished_now)}

@@ -84,7 +84,12 @@ class _BlankFrame:
 
 
 class LiberoTaskEnv:
-    """One LIBERO task: fixed init states, settle steps, horizon, success, upright images."""
+    """One LIBERO task: fixed init states, settle steps, horizon, success, upright images.
+
+    Not thread-safe, and thread-affine: robosuite renders with the OpenGL context current on the
+    calling thread and ``reset`` recreates it there, so make every call (construction, reset,
+    step, close) from one thread. Stepping from another thread renders corrupted frames.
+    """
 
     def __init__(self, suite: str, task_id: int, camera_size: int = protocol.CAMERA_SIZE,
                  seed: int = protocol.GLOBAL_SEED, wrist_camera: bool = True,
