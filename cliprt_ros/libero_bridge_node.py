@@ -268,7 +268,8 @@ class LiberoBridgeNode(Node):
 
     def _finish(self):
         self._in_sim(self._drop_env)
-        run = {**self.config.run_settings(), 'transport': 'ros2', 'episodes_this_run': len(self.finished_now),
+        run = {**self.config.run_settings(), 'transport': 'ros2',
+               'episodes_this_run': len(self.finished_now),
                'ignored_chunks': {'stale': self.lockstep.stale,
                                   'mismatched': self.lockstep.mismatched}}
         self.summary = self.results.write_summary(expected=self.wanted, run=run)

@@ -34,6 +34,8 @@ ARGUMENTS = {
                          'official checkpoint (empty: ViT-H-14-378)'),
     'backend': ('torch', 'inference backend: torch | compile | onnx | tensorrt'),
     'device': ('', 'policy device (cpu, cuda, cuda:1); empty = cuda if available'),
+    'dtype': ('auto', 'policy dtype: auto (bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16; '
+                      'backend onnx needs fp32 or fp16'),
     'results_dir': ('', 'results folder (reused = resumed); empty = eval_results/<policy>'),
     'video': ('false', 'write an MP4 per episode'),
     'namespace': ('', 'namespace of both nodes'),
@@ -51,6 +53,7 @@ def generate_launch_description():
             'model_config': ParameterValue(arg('model_config'), value_type=str),
             'backend': ParameterValue(arg('backend'), value_type=str),
             'device': ParameterValue(arg('device'), value_type=str),
+            'dtype': ParameterValue(arg('dtype'), value_type=str),
         }])
     bridge = Node(
         package=PACKAGE, executable='libero_bridge_node', name='libero_bridge_node',

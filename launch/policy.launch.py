@@ -25,6 +25,8 @@ ARGUMENTS = {
                          'official checkpoint (empty: ViT-H-14-378)'),
     'backend': ('torch', 'inference backend: torch | compile | onnx | tensorrt'),
     'device': ('', 'policy device (cpu, cuda, cuda:1); empty = cuda if available'),
+    'dtype': ('auto', 'policy dtype: auto (bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16; '
+                      'backend onnx needs fp32 or fp16'),
     'image_topic': ('camera/image_raw', 'camera topic to answer (remaps camera/image_raw)'),
     'instruction_topic': ('instruction', 'instruction topic (remaps instruction)'),
     'action_topic': ('action_chunk', 'action topic (remaps action_chunk)'),
@@ -45,6 +47,7 @@ def generate_launch_description():
             'model_config': ParameterValue(arg('model_config'), value_type=str),
             'backend': ParameterValue(arg('backend'), value_type=str),
             'device': ParameterValue(arg('device'), value_type=str),
+            'dtype': ParameterValue(arg('dtype'), value_type=str),
         }])
     return LaunchDescription([
         DeclareLaunchArgument(

@@ -23,7 +23,6 @@ ort = pytest.importorskip("onnxruntime")
 PARITY = 1e-4
 
 
-
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cliprt-cache")

@@ -12,7 +12,6 @@ from cliprt_core.cli import bench as bench_cli
 from cliprt_core.model.configuration import load_model_config
 
 
-
 def test_interleaved_timings_alternate_and_skip_warmup():
     calls = []
     variants = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}

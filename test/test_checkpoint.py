@@ -1,6 +1,5 @@
 """Checkpoints: our format round trip, the official CLIP-RT(+) layout, hub ids, bad files."""
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -167,5 +166,40 @@ def test_unknown_hub_repo_needs_a_file_name():
         resolve_checkpoint("someone/model")
 
 
-def test_pickle_module_untouched():
-    assert pickle.loads(pickle.dumps(1)) == 1
+def test_published_clip_rt_plus_has_exactly_the_official_layout():
+    """CHECKPOINTS.md facts for the real ViT-H-14-378 CLIP-RT+, on the meta device (no memory):
+    1581 keys (686 backbone, 293 ``text.``, 293 ``text2.`` + 293 top-level ``*2``, 16 head),
+    1,350,195,976 parameters, and every key maps back one to one."""
+    with torch.device("meta"):
+        model = create_model(load_model_config("cliprt-plus-vit-h-14-378"))
+    ours = model.state_dict()
+    official = our_state_dict_to_official(ours)
+    assert len(official) == 1581
+    assert sum(p.numel() for p in model.parameters()) == 1_350_195_976
+    groups = {"text.": 0, "text2.": 0, "action_head.": 0}
+    for key in official:
+        name = key.removeprefix("module.")
+        for prefix in groups:
+            groups[prefix] += name.startswith(prefix)
+    assert groups == {"text.": 293, "text2.": 293, "action_head.": 16}
+    assert official["module.text2.positional_embedding"].shape == (58, 1024)
+    assert official["module.positional_embedding2"].shape == (58, 1024)
+    assert official["module.visual.positional_embedding"].shape == (730, 1280)
+    assert official["module.action_head.fc1.weight"].shape == (1024, 7168)
+    assert set(map_official_state_dict(official, ours)) == set(ours)
+    backbone = [k for k in ours if k.startswith("clip.")]
+    assert len(backbone) == 686
+
+
+@pytest.mark.parametrize("module", [b"numpy.core.multiarray", b"numpy._core.multiarray"])
+def test_numpy_scalars_load_whichever_numpy_wrote_them(tmp_path, module):
+    """numpy 2 pickles its scalars as numpy._core.multiarray.scalar, numpy 1 (the official
+    files) as numpy.core.multiarray.scalar: both load, with weights_only=True."""
+    from cliprt_core.checkpoint.safe_load import safe_torch_load
+
+    path = tmp_path / "numpy.pt"
+    torch.save({"lr": np.float64(5e-6)}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()  # protocol 2: the GLOBAL opcode names its module as text
+    assert b"cnumpy.core.multiarray\nscalar" in data
+    path.write_bytes(data.replace(b"cnumpy.core.multiarray\n", b"c" + module + b"\n"))
+    assert safe_torch_load(path) == {"lr": 5e-6}

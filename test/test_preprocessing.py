@@ -44,3 +44,20 @@ def test_libero_images_are_rotated_180_degrees():
     batch = np.stack([image, image])
     assert np.array_equal(libero_to_upright(batch)[1], upright)
     assert upright.flags["C_CONTIGUOUS"]
+
+
+def test_eval_preprocessing_matches_torchvision_resize_and_center_crop():
+    """The eval transform is open_clip's Resize(S, bicubic) + CenterCrop(S) + Normalize,
+    including torchvision's long-side size (int, not round: 100x151 -> 64x96, not 64x97)."""
+    from cliprt_core.model.torchvision_compat import import_open_clip
+
+    import_open_clip()  # torchvision importable on CPU-only machines
+    from torchvision import transforms as T
+
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (100, 151, 3), np.uint8))
+    reference = T.Compose([
+        T.Resize(64, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+        T.CenterCrop(64), T.Normalize(CLIP_MEAN, CLIP_STD)])
+    expected = reference(image.permute(2, 0, 1).float() / 255.0)
+    assert resize_shortest_side(image.permute(2, 0, 1)[None].float(), 64).shape[-2:] == (64, 96)
+    torch.testing.assert_close(preprocess_eval(image[None], 64)[0], expected, atol=1e-5, rtol=0)

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cliprt_core.inference.policy import default_dtype
 from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
 from cliprt_core.model.modeling import CLIPRT, create_model
 
@@ -27,15 +26,6 @@ def build_model(model: str, checkpoint: str | None = None, seed: int = 0) -> CLI
         return load_model(checkpoint, model or None)[0]
     torch.manual_seed(seed)
     return create_model(load_model_config(model))
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if name == "auto":
-        return default_dtype(device)
-    if name not in table:
-        raise ValueError(f"dtype must be auto, fp32, fp16 or bf16; got {name!r}")
-    return table[name]
 
 
 def images(batch: int, size: int = 256, seed: int = 0) -> list[np.ndarray]:

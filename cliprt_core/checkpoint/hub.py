@@ -42,8 +42,9 @@ def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
     repo_id, _, filename = text.partition(":")
     filename = filename or OFFICIAL_FILES.get(repo_id, "")
     if not filename:
-        raise CheckpointError(f"unknown hub repository {repo_id!r}: name the file as "
-                              f"'{repo_id}:<file>.pt' (known: {', '.join(OFFICIAL_FILES)})")
+        raise CheckpointError(f"checkpoint not found: {path} is not a file, and {repo_id!r} is "
+                              f"not a known hub repository (name the file as "
+                              f"'{repo_id}:<file>.pt'; known: {', '.join(OFFICIAL_FILES)})")
     return _download(repo_id, filename)
 
 

@@ -12,9 +12,15 @@ import torch
 from cliprt_core.checkpoint.errors import CheckpointError
 
 # The official CLIP-RT files hold numpy float64 scalars in their AdamW state. These are data
-# types, not code, so they are allow-listed for weights_only loading.
-NUMPY_SAFE_GLOBALS = [np.core.multiarray.scalar, np.dtype, np.dtypes.Float64DType,
-                      np.dtypes.Float32DType, np.dtypes.Int64DType]
+# types, not code, so they are allow-listed for weights_only loading. numpy 2 renamed numpy.core
+# to numpy._core: the scalar constructor is allowed under both names, so a file written with
+# either numpy loads with either.
+_NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
+_SCALAR = (np._core if _NUMPY_2 else np.core).multiarray.scalar
+NUMPY_SAFE_GLOBALS = [(_SCALAR, "numpy.core.multiarray.scalar"),
+                      (_SCALAR, "numpy._core.multiarray.scalar"),
+                      np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
+                      np.dtypes.Int64DType]
 
 
 def safe_torch_load(path: str | Path) -> Any:

@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cliprt_core.bench import run_backend_benchmark, run_cache_benchmark
-    from cliprt_core.bench.common import resolve_dtype
     from cliprt_core.bench.report import backend_table, cache_table, write_json_line
+    from cliprt_core.inference.factory import resolve_dtype
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("cliprt-bench: --device cuda but torch.cuda is not available", file=sys.stderr)
         return 2
-    dtype = resolve_dtype(args.dtype, device)
+    dtype = resolve_dtype(args.dtype)  # None (auto): the policy's default for the device
     models = _csv(args.model)
     if args.checkpoint and len(models) != 1:
         models = [""]  # the checkpoint carries its own config

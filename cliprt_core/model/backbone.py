@@ -47,7 +47,8 @@ def build_backbone(config: CLIPRTConfig) -> Backbone:
                 f"unknown open_clip architecture {config.backbone!r}; "
                 f"see open_clip.list_models() or give backbone_config")
         model_cfg = open_clip.get_model_config(config.backbone)
-        clip = open_clip.create_model(config.backbone, pretrained=None)
+        clip = open_clip.create_model(config.backbone, pretrained=None,
+                                      device=torch.get_default_device())
         tokenizer = open_clip.get_tokenizer(config.backbone)
     if not hasattr(clip, "token_embedding"):
         raise ConfigError(f"{config.backbone!r}: only open_clip CLIP models with the built-in text "

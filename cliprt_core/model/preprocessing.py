@@ -6,6 +6,7 @@ Inputs are uint8 RGB images in the upright orientation convention (see cliprt_co
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -21,12 +22,16 @@ def to_float_chw(images: torch.Tensor) -> torch.Tensor:
 
 
 def resize_shortest_side(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic antialiased resize of ``[B, 3, H, W]`` so that min(H, W) == size."""
+    """Bicubic antialiased resize of ``[B, 3, H, W]`` so that min(H, W) == size.
+
+    The long side is ``int(size * long / short)``, as in torchvision's ``Resize(size)``.
+    """
     height, width = images.shape[-2:]
-    if min(height, width) == size:
+    short, long = min(height, width), max(height, width)
+    if short == size:
         return images
-    scale = size / min(height, width)
-    new_hw = (max(size, round(height * scale)), max(size, round(width * scale)))
+    new_long = int(size * long / short)
+    new_hw = (size, new_long) if height <= width else (new_long, size)
     return F.interpolate(images, size=new_hw, mode="bicubic", antialias=True, align_corners=False)
 
 
@@ -72,11 +77,20 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
     return float(torch.empty(1).uniform_(low, high, generator=generator))
 
 
+@functools.lru_cache(maxsize=16)
+def _mean_std(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device/dtype (no host->device copy per query), outside inference mode so
+    # the same tensors also serve training.
+    with torch.inference_mode(False):
+        return (torch.tensor(mean, device=device, dtype=dtype).view(-1, 1, 1),
+                torch.tensor(std, device=device, dtype=dtype).view(-1, 1, 1))
+
+
 def normalize(images: torch.Tensor, mean: tuple[float, ...] = CLIP_MEAN,
               std: tuple[float, ...] = CLIP_STD) -> torch.Tensor:
     """CLIP mean/std normalisation of ``[B, 3, H, W]`` floats in [0, 1]."""
-    mean_t = torch.tensor(mean, device=images.device, dtype=images.dtype).view(-1, 1, 1)
-    std_t = torch.tensor(std, device=images.device, dtype=images.dtype).view(-1, 1, 1)
+    mean_t, std_t = _mean_std(tuple(mean), tuple(std), images.device, images.dtype)
     return (images - mean_t) / std_t
 
 
