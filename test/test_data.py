@@ -50,6 +50,33 @@ def test_instruction_from_filename(name, expected):
     assert instruction_from_filename(name) == expected
 
 
+def test_instruction_is_task_language_not_the_bddl_sentence(tmp_path):
+    """LIBERO's original files keep the BDDL sentence in problem_info, but evaluation gives
+    policies task.language (the file name's), so training takes the file name too."""
+    task = "pick up the black bowl between the plate and the ramekin and place it on the plate"
+    bddl = "Pick the akita black bowl between the plate and the ramekin and place it on the plate"
+    named = write_libero_hdf5(tmp_path / libero_file_name(task), length=4, layout="original",
+                              instruction=bddl)
+    assert read_file_info(named.path).instruction == task
+    custom = write_libero_hdf5(tmp_path / "recording_07.hdf5", length=4, layout="original",
+                               instruction="wipe the table")  # not LIBERO-named: problem_info
+    info = read_file_info(custom.path)
+    assert (info.layout, info.instruction) == ("original", "wipe the table")
+
+
+def test_file_name_rule_gives_task_language_for_every_libero_task():
+    from cliprt_core.sim import SUITES, import_libero, libero_available
+
+    if not libero_available():
+        pytest.skip("LIBERO is not installed")
+    benchmarks = import_libero().benchmark.get_benchmark_dict()
+    suites = [benchmarks[name]() for name in SUITES]
+    tasks = [suite.get_task(i) for suite in suites for i in range(suite.n_tasks)]
+    assert len(tasks) == 130
+    for task in tasks:
+        assert instruction_from_filename(f"{task.name}_demo.hdf5") == task.language, task.name
+
+
 def test_both_layouts_are_read(suite):
     root, original, no_noops = suite
     a = read_file_info(original.path)
@@ -137,7 +164,8 @@ def test_multiworker_loader_matches_in_process_and_pickles(suite):
     cfg = DataConfig(paths=[str(root)], num_workers=2)
     train, _ = build_datasets(cfg, image_size=32, head="chunk", seed=3)
     train[0]  # opens a handle in this process: it must not travel to the workers
-    assert pickle.loads(pickle.dumps(train))._handles == {}
+    copy = pickle.loads(pickle.dumps(train))
+    assert copy._handles == {} and copy._datasets == {} and train._datasets
     sampler = EpochBatchSampler(len(train), 8, 4, seed=3)
     batches = {}
     for workers in (0, 2):

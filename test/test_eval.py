@@ -304,3 +304,27 @@ def test_eval_config_selection_and_validation():
                 {"tasks": "a-b"}, {"workers": 0}, {"max_stpes": 3}):
         with pytest.raises(ConfigError):
             load_config(EvalConfig, bad)
+
+
+def test_cli_config_precedence_and_summary_only(tmp_path, capsys):
+    from cliprt_core.cli import eval as eval_cli
+
+    parse = eval_cli.build_parser().parse_args
+    cfg = eval_cli.load_eval_config(parse(["--config", "libero_10", "--episodes", "3",
+                                           "--no-video", "workers=4"]))
+    assert (cfg.suite, cfg.episodes, cfg.video, cfg.workers) == ("libero_10", 3, False, 4)
+    cfg = eval_cli.load_eval_config(parse(["--config", "smoke", "--episodes", "3",
+                                           "episodes=1"]))
+    assert (cfg.tasks, cfg.episodes, cfg.max_steps) == ("0-1", 1, 16)  # file < flag < key=value
+    assert eval_cli.main(["--config", "libero_10", "episodez=3"]) == 2
+    assert "episodez" in capsys.readouterr().err
+    # re-tabulate a results folder without running anything
+    results = ResultsDir(tmp_path)
+    for episode in range(2):
+        results.append({"suite": "libero_goal", "task_id": 1, "task": "open the drawer",
+                        "episode": episode, "success": episode == 0, "steps": 9})
+    assert eval_cli.main(["--suite", "libero_goal", "--tasks", "1", "--episodes", "2",
+                          "--results-dir", str(tmp_path), "--summary-only"]) == 0
+    out = capsys.readouterr().out
+    assert "| libero_goal | 1 | open the drawer | 1/2 |" in out and "not finished" not in out
+    assert json.loads(results.summary_path.read_text())["complete"]

@@ -69,6 +69,25 @@ def test_tiny_model_overfits_a_few_demos(tmp_path, demos):
     trainer.close()
 
 
+@pytest.mark.gpu
+def test_trains_on_cuda_in_bf16(tmp_path, demos):
+    """The GPU path: bf16 autocast, fused AdamW, pinned uint8 batches from 2 loader workers."""
+    config = _config(tmp_path, demos, "train.device=cuda", "train.precision=auto",
+                     "train.max_steps=60", "train.global_batch_size=4", "data.augment=false",
+                     "data.num_workers=2", "data.pin_memory=true", "optim.lr=1.0e-3",
+                     "optim.warmup_steps=5")
+    trainer = Trainer(config)
+    assert trainer.device.type == "cuda" and trainer.autocast_dtype == torch.bfloat16
+    assert trainer.optimizer.defaults["fused"]
+    trainer.train()
+    losses = [loss for _, loss in _losses(trainer.run.path)]
+    assert len(losses) == 60 and np.isfinite(losses).all()
+    assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:3])  # CPU bf16: ~0.55
+    model, _ = load_model(trainer.run.last)  # a GPU-trained checkpoint loads on the CPU
+    assert next(model.parameters()).device.type == "cpu"
+    trainer.close()
+
+
 def test_resume_continues_exactly(tmp_path, demos):
     overrides = ["train.max_steps=8", "train.global_batch_size=4", "data.num_workers=2",
                  "log.save_every=4", "optim.warmup_steps=2"]  # 5 steps per epoch: crosses one
@@ -92,6 +111,22 @@ def test_resume_continues_exactly(tmp_path, demos):
     payload = safe_torch_load(second.run.last)  # weights_only loading of the whole state
     assert payload["trainer"]["step"] == 8 and "optimizer" in payload and "scheduler" in payload
     straight.close()
+    second.close()
+
+
+def test_resume_applies_changed_optimizer_settings(tmp_path, demos):
+    base = ["log.run_name=changed", "train.global_batch_size=4", "optim.warmup_steps=2"]
+    first = Trainer(_config(tmp_path, demos, *base, "train.max_steps=6"))
+    first.train(until_step=3)
+    first.close()
+    second = Trainer(_config(tmp_path, demos, *base, "train.max_steps=9", "optim.lr=2.0e-4",
+                             "optim.weight_decay=0.2"), resume=True)
+    rule = second.scheduler.lr_lambdas[0]
+    assert rule.total_steps == 9 and second.scheduler.base_lrs == [2e-4, 2e-4]
+    decay, plain = second.optimizer.param_groups
+    assert (decay["weight_decay"], plain["weight_decay"]) == (0.2, 0.0)
+    assert decay["lr"] == pytest.approx(2e-4 * rule(3))  # the lr of step 4 under the new config
+    assert len(second.optimizer.state) > 0  # the Adam moments are the checkpoint's
     second.close()
 
 
@@ -267,5 +302,6 @@ def test_initialise_from_checkpoints(tmp_path):
         with pytest.raises(CheckpointError, match="init_mode=backbone"):
             initialise(model, str(tmp_path / source), "full")
         assert "head tensors stay random" in initialise(model, str(tmp_path / source), "backbone")
-        assert torch.equal(model.clip.visual.conv1.weight, discrete_source.clip.visual.conv1.weight)
+        assert torch.equal(model.clip.visual.conv1.weight,
+                           discrete_source.clip.visual.conv1.weight)
         assert torch.equal(model.decoder.text_projection, decoder_before)

@@ -72,14 +72,15 @@ def main(argv=None) -> int:
     parser.add_argument("--camera-size", type=int, default=256)
     parser.add_argument("--wrist-camera", action="store_true")
     parser.add_argument("--checkpoint")
-    parser.add_argument("--model-config", default="cliprt-tiny")
+    parser.add_argument("--model-config", default=None,
+                        help="random weights of this model without --checkpoint (default "
+                             "cliprt-tiny); the architecture of an official checkpoint")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    from cliprt_core.inference import Policy
+    from cliprt_core.inference.factory import build_policy
 
-    policy = (Policy.from_checkpoint(args.checkpoint, device=args.device) if args.checkpoint
-              else Policy.from_config(args.model_config, device=args.device))
+    policy = build_policy(args.checkpoint, args.model_config, device=args.device)
     rows = []
     with tempfile.TemporaryDirectory(prefix="cliprt-bench-sim-") as tmp:
         for workers in args.workers:

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from cliprt_core.config import ConfigError, load_config
-from cliprt_core.eval.config import EvalConfig
+from cliprt_core.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,24 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from cliprt_core.paths import resolve_config_file
+    from cliprt_core.cli.eval import eval_config, load_policy, report
 
-    overrides = {"checkpoint": args.checkpoint, "suite": args.suite,
-                 "tasks": None if args.task is None else str(args.task),
-                 "max_steps": args.max_steps, "camera_size": args.camera_size,
-                 "device": args.device}
     results_dir = args.results_dir or str(Path("demo_results") / time.strftime("%Y%m%d-%H%M%S"))
+    values = {"checkpoint": args.checkpoint, "suite": args.suite,
+              "tasks": None if args.task is None else str(args.task),
+              "max_steps": args.max_steps, "camera_size": args.camera_size,
+              "device": args.device, "results_dir": results_dir, "workers": 1, "episodes": 1,
+              "progress": False}
     try:
-        import yaml
-
-        data = yaml.safe_load(resolve_config_file("eval", "demo").read_text()) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        data.update(results_dir=results_dir, workers=1, episodes=1, progress=False)
-        config = load_config(EvalConfig, data)
+        config = eval_config("demo", values)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"cliprt-demo: {exc}", file=sys.stderr)
         return 2
-    from cliprt_core.cli.eval import load_policy, report
     from cliprt_core.eval.results import ResultsDir
     from cliprt_core.eval.runner import run_evaluation
 

@@ -16,19 +16,16 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from cliprt_core.config import ConfigError, load_config
+from cliprt_core.config import ConfigError, load_config, to_dict
 from cliprt_core.eval.config import EvalConfig
 
 # Light imports only at module level: worker processes are spawned and re-import the main
 # module (this file, when run as cliprt-eval); torch and the results code load inside main().
 
-# CLI flag -> EvalConfig field (flags left unset keep the config file's value)
-_FLAGS = {"suite": "suite", "tasks": "tasks", "episodes": "episodes", "workers": "workers",
-          "max_steps": "max_steps", "seed": "seed", "camera_size": "camera_size",
-          "video": "video", "wrist_camera": "wrist_camera", "results_dir": "results_dir",
-          "checkpoint": "checkpoint", "model_config": "model_config", "device": "device",
-          "dtype": "dtype", "backend": "backend",
-          "progress": "progress"}
+# CLI flags that set the EvalConfig field of the same name (unset flags keep the file's value)
+_FLAGS = ("suite", "tasks", "episodes", "workers", "max_steps", "seed", "camera_size", "video",
+          "wrist_camera", "results_dir", "checkpoint", "model_config", "device", "dtype",
+          "backend", "progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", dest="results_dir",
                         help="results folder (default eval_results/<policy>); reused = resumed")
     parser.add_argument("--device", help="policy device (default cuda if available)")
-    parser.add_argument("--dtype", help="auto (default: bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16")
+    parser.add_argument("--dtype",
+                        help="auto (default: bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16")
     parser.add_argument("--backend", help="torch (default) | compile | onnx | tensorrt")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default on)")
@@ -69,23 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def eval_config(name_or_path: str | None, values: dict[str, Any],
+                overrides: Sequence[str] = ()) -> EvalConfig:
+    """A config under ``config/eval/`` (or a YAML path), then ``values`` (None: unset), then
+    ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if name_or_path:
+        from cliprt_core.paths import resolve_config_file
+
+        data = to_dict(load_config(EvalConfig, resolve_config_file("eval", name_or_path)))
+    data.update({key: value for key, value in values.items() if value is not None})
+    return load_config(EvalConfig, data, overrides)
+
+
 def load_eval_config(args: argparse.Namespace) -> EvalConfig:
     """The config file (if any), then the flags, then ``key=value`` overrides."""
-    from cliprt_core.paths import resolve_config_file
-
-    data: dict[str, Any] = {}
-    if args.config:
-        import yaml
-
-        path = resolve_config_file("eval", args.config)
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-    for flag, key in _FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            data[key] = value
-    return load_config(EvalConfig, data, args.overrides)
+    return eval_config(args.config, {flag: getattr(args, flag, None) for flag in _FLAGS},
+                       args.overrides)
 
 
 def load_policy(config: EvalConfig, prog: str = "cliprt-eval"):

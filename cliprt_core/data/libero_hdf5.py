@@ -2,11 +2,16 @@
 
 Two layouts are read, and told apart by their ``data`` attributes:
 
-* ``original`` -- LIBERO's own files: ``data.attrs['problem_info']`` (JSON) holds the
+* ``original`` -- LIBERO's own files: ``data.attrs['problem_info']`` (JSON) holds the BDDL's
   ``language_instruction``; demos start with teleoperation no-op steps.
 * ``no_noops`` -- OpenVLA's regeneration (what CLIP-RT+ trained on): the same per-demo datasets,
-  no ``data`` attributes, so the instruction comes from the file name; no-ops and failed replays
-  removed (demo numbers may have gaps).
+  no ``data`` attributes; no-ops and failed replays removed (demo numbers may have gaps).
+
+The instruction of a file named the LIBERO way (``{task}_demo.hdf5``) comes from its name in
+both layouts: that is ``task.language``, what the benchmark gives policies at evaluation (and
+what LIBERO's and OpenVLA's training used). ``problem_info``'s sentence is the BDDL text
+(``env.language_instruction``), which differs for 34 of the 130 LIBERO tasks ("Pick the akita
+black bowl ..." vs "pick up the black bowl ..."); it is used only for files named otherwise.
 
 Both store images as LIBERO renders them, rotated by 180 degrees (OpenGL convention, recorded as
 ``macros_image_convention='opengl'`` in original files). The readers here only describe files;
@@ -26,6 +31,7 @@ import h5py
 import numpy as np
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
+_DEMO_SUFFIXES = ("_demo.hdf5", "_demo.h5")  # LIBERO: {task name}_demo.hdf5
 CAMERA_KEYS = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb",
                "wrist": "eye_in_hand_rgb"}
 _DEMO = re.compile(r"^demo_(\d+)$")
@@ -99,7 +105,7 @@ def find_hdf5_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> l
 def instruction_from_filename(name: str | os.PathLike) -> str:
     """LIBERO's rule: strip ``_demo.hdf5``, drop a ``KITCHEN_SCENE3_`` prefix, ``_`` -> space."""
     stem = Path(name).name
-    for suffix in ("_demo.hdf5", "_demo.h5", ".hdf5", ".h5"):
+    for suffix in (*_DEMO_SUFFIXES, *HDF5_SUFFIXES):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -141,22 +147,21 @@ def _attr_text(value) -> str:
 
 
 def read_instruction(data: h5py.Group, path: Path) -> tuple[str, str]:
-    """(instruction, layout) from ``problem_info`` when present, else from the file name."""
-    if "problem_info" in data.attrs:
+    """(instruction, layout): from a LIBERO file name, else ``problem_info``, else the name."""
+    layout = "original" if "problem_info" in data.attrs else "no_noops"
+    text = instruction_from_filename(path) if path.name.endswith(_DEMO_SUFFIXES) else ""
+    if not text and layout == "original":
         try:
             info = json.loads(_attr_text(data.attrs["problem_info"]))
-            text = str(info["language_instruction"])
+            text = " ".join(str(info["language_instruction"]).strip().strip('"').split())
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: data.attrs['problem_info'] has no readable "
                             f"'language_instruction': {exc}") from exc
-        text = " ".join(text.strip().strip('"').split())
-        if text:
-            return text, "original"
-    text = instruction_from_filename(path)
+    text = text or instruction_from_filename(path)
     if not text:
         raise DataError(f"{path}: no instruction: no problem_info attribute and an empty "
                         f"file name")
-    return text, "no_noops" if "problem_info" not in data.attrs else "original"
+    return text, layout
 
 
 def read_file_info(path: str | os.PathLike, camera: str = "agentview", wrist: bool = False,

@@ -211,7 +211,9 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
     results = ResultsDir(results_dir or config.default_results_dir())
     results.check_run(config.protocol_settings())
     wanted = config.episode_keys()
-    done = results.done_episodes()
+    wanted_set = set(wanted)
+    previous = [r for r in results.records() if record_key(r) in wanted_set]
+    done = {record_key(r) for r in previous}
     todo = [key for key in wanted if key not in done]
     factory = env_factory or LiberoEnvFactory(
         camera_size=config.camera_size, seed=config.seed, wrist_camera=config.wrist_camera,
@@ -219,8 +221,7 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     finished_now: list[dict[str, Any]] = []
-    progress = _Progress(config.progress, total=len(wanted),
-                         previous=[r for r in results.records() if record_key(r) in set(wanted)])
+    progress = _Progress(config.progress, total=len(wanted), previous=previous)
     slots: list = []
     try:
         if todo:

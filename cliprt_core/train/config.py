@@ -99,8 +99,7 @@ def load_train_config(name_or_path: str | os.PathLike | None,
     """Load ``config/train/<name>.yaml`` (or a path), apply overrides; run_name defaults to the
     file's name."""
     if name_or_path is None:
-        config = load_config(TrainConfig, None, overrides)
-        return config
+        return load_config(TrainConfig, None, overrides)
     path = resolve_config_file("train", name_or_path)
     config = load_config(TrainConfig, path, overrides)
     if config.log.run_name is None:

@@ -1,5 +1,6 @@
-"""CLIP-RT's training losses, written so that any split of a global batch over ranks and
-accumulation micro-batches gives the loss (and gradient) of the whole batch.
+"""CLIP-RT's training losses, normalised so that the rank-local losses of one optimizer step
+add up to the loss of the whole global batch. For the masked L1 this holds for any split over
+ranks and accumulation micro-batches; the contrastive matrix spans one accumulation round.
 
 DDP averages gradients over ``W`` ranks, so rank-local losses are pre-multiplied by ``W``.
 """

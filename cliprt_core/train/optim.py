@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -67,3 +68,30 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total
                     ) -> torch.optim.lr_scheduler.LambdaLR:
     rule = WarmupCosine(config.warmup_steps, total_steps, config.schedule, config.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+
+
+def restore_optimization(optimizer: torch.optim.Optimizer,
+                         scheduler: torch.optim.lr_scheduler.LambdaLR,
+                         payload: dict[str, Any]) -> bool:
+    """Load the optimizer and scheduler state of a checkpoint, keeping the configured
+    hyperparameters (lr, weight decay, betas, eps, the schedule incl. its total steps): a resumed
+    run with changed ``optim.*`` / ``train.max_steps`` uses them from here on. True if changed.
+    """
+    rule, keys = scheduler.lr_lambdas[0], ("weight_decay", "betas", "eps")
+
+    def settings():
+        return (dict(vars(rule)), list(scheduler.base_lrs),
+                [{k: tuple(g[k]) if k == "betas" else g[k] for k in keys}
+                 for g in optimizer.param_groups])
+
+    wanted = settings()
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if settings() == wanted:
+        return False
+    vars(rule).update(wanted[0])
+    scheduler.base_lrs = wanted[1]
+    for group, base, hyper in zip(optimizer.param_groups, wanted[1], wanted[2]):
+        group.update(hyper, initial_lr=base, lr=base * rule(scheduler.last_epoch))
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return True

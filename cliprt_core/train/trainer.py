@@ -2,7 +2,9 @@
 
 One optimizer step consumes one global batch (``train.global_batch_size`` samples over all
 ranks), split into ``accumulation`` micro-batches per rank; losses are normalised over the
-global batch (cliprt_core.train.losses), so the result does not depend on how it is split.
+global batch (cliprt_core.train.losses). CLIP-RT+'s masked L1 does not depend on the split; the
+discrete contrastive loss takes its in-batch negatives from one accumulation round (``ranks x
+micro_batch`` samples), so accumulation changes it (the authors: 4 GPUs x 32, no accumulation).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from cliprt_core.train.config import TrainConfig
 from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
 from cliprt_core.train.losses import masked_l1, sigmoid_contrastive
-from cliprt_core.train.optim import build_optimizer, build_scheduler
+from cliprt_core.train.optim import build_optimizer, build_scheduler, restore_optimization
 from cliprt_core.train.run_dir import RunDir
 from cliprt_core.train.state import capture_rng, restore_rng
 
@@ -342,14 +344,9 @@ class Trainer:
             raise ConfigError(f"{self.run.last}: the checkpoint's model ({saved.name}) differs "
                               f"from the configured model ({self.model_config.name})")
         self.model.load_state_dict(payload["state_dict"], strict=True)
-        self.optimizer.load_state_dict(payload["optimizer"])
-        rule = self.scheduler.lr_lambdas[0]
-        total = rule.total_steps
-        self.scheduler.load_state_dict(payload["scheduler"])
-        if rule.total_steps != total:
-            self._log(f"train.max_steps changed from {rule.total_steps} to {total}: "
-                      "the LR schedule is stretched from here on")
-            rule.total_steps = total
+        if restore_optimization(self.optimizer, self.scheduler, payload):
+            self._log("the optimizer settings (optim.*, train.max_steps) differ from the "
+                      "checkpoint's: the configured ones apply from here on")
         state = payload["trainer"]
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.step_in_epoch, self.best_val = int(state["step_in_epoch"]), float(state["best_val"])
