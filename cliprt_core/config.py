@@ -67,6 +67,11 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
             raise ConfigError(f"{path}: top level must be a mapping")
     for override in overrides:
         apply_override(data, override)
+    if isinstance(source, (str, Path)):
+        try:
+            return from_dict(cls, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
     return from_dict(cls, data)
 
 

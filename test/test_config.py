@@ -52,6 +52,14 @@ def test_errors_name_the_key(override, message):
         load_config(Run, {"name": "n"}, [override])
 
 
+def test_unknown_key_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optim: {lr: 0.1, momentum: 0.9}\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: unknown config key\(s\) in 'optim': "
+                                          r"optim\.momentum"):
+        load_config(Run, path)
+
+
 def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(Run, tmp_path / "none.yaml")
