@@ -41,3 +41,20 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def libero_env(request):
+    """A real ``LiberoTaskEnv('libero_spatial', 0)`` for one test module (skipped without LIBERO).
+
+    The module sets ``LIBERO_CAMERA`` (pixels, default 64) and ``LIBERO_WRIST`` (default False).
+    """
+    from cliprt_core.sim import libero_available, LiberoTaskEnv
+
+    if not libero_available():
+        pytest.skip('LIBERO is not installed')
+    env = LiberoTaskEnv('libero_spatial', 0,
+                        camera_size=getattr(request.module, 'LIBERO_CAMERA', 64),
+                        wrist_camera=getattr(request.module, 'LIBERO_WRIST', False))
+    yield env
+    env.close()

@@ -12,35 +12,13 @@ import numpy as np
 import pytest
 from ros_utils import (colcon_install, NodeProcess, rclpy_available, tiny_policy,
                        unique_namespace)
+from sim_helpers import SharedEnv
 
 pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not installed')
 
-CAMERA = 128  # smaller than the protocol's 256 to keep the test fast; the code path is the same
+LIBERO_CAMERA = 128  # smaller than the protocol's 256 to keep the test fast; same code path
+LIBERO_WRIST = True
 MAX_STEPS = 16  # two chunks of 8
-
-
-class _KeepOpen:
-    """The shared test env, handed to a bridge that closes its envs when it finishes."""
-
-    def __init__(self, env):
-        self._env = env
-
-    def __getattr__(self, name):
-        return getattr(self._env, name)
-
-    def close(self):
-        pass
-
-
-@pytest.fixture(scope='module')
-def libero_env():
-    from cliprt_core.sim import libero_available, LiberoTaskEnv
-
-    if not libero_available():
-        pytest.skip('LIBERO is not importable')
-    env = LiberoTaskEnv('libero_spatial', 0, camera_size=CAMERA, wrist_camera=True)
-    yield env
-    env.close()
 
 
 @pytest.fixture(scope='module')
@@ -96,12 +74,12 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
     from cliprt_ros.run_eval import create_nodes, run_nodes
 
     config = EvalConfig(suite='libero_spatial', tasks='0', episodes=1, max_steps=MAX_STEPS,
-                        camera_size=CAMERA, wrist_camera=True, results_dir=str(tmp_path / 'ros'),
-                        progress=False)
+                        camera_size=LIBERO_CAMERA, wrist_camera=True,
+                        results_dir=str(tmp_path / 'ros'), progress=False)
     namespace = unique_namespace()
     policy = tiny_policy()
     policy_node, bridge = create_nodes(config, namespace=namespace, policy=policy,
-                                       env_factory=lambda suite, task: _KeepOpen(libero_env))
+                                       env_factory=lambda suite, task: SharedEnv(libero_env))
     spy = Spy(namespace)
     try:
         summary = run_nodes(policy_node, bridge, extra_nodes=[spy.node])
@@ -137,7 +115,7 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
     np.testing.assert_array_equal(image_to_rgb(spy.images[0]), seen[0])
     np.testing.assert_array_equal(image_to_rgb(spy.images[1]), seen[1])
     assert spy.images[0].header.frame_id == 'agentview_camera'
-    assert image_to_rgb(spy.wrist[0]).shape == (CAMERA, CAMERA, 3)
+    assert image_to_rgb(spy.wrist[0]).shape == (LIBERO_CAMERA, LIBERO_CAMERA, 3)
     assert spy.wrist[0].header.stamp == spy.images[0].header.stamp == spy.joints[0].header.stamp
     assert len(spy.joints[0].name) == len(spy.joints[0].position) == 9
     assert [m.data for m in spy.instructions] == [libero_env.language]
@@ -156,9 +134,10 @@ def test_unanswered_observation_times_out_as_a_failure_with_the_reason(
     from cliprt_ros.libero_bridge_node import LiberoBridgeNode, spin_until_finished
 
     namespace = unique_namespace()
-    params = {'tasks': '0', 'episodes': 1, 'camera_size': CAMERA, 'max_steps': MAX_STEPS,
+    params = {'tasks': '0', 'episodes': 1, 'camera_size': LIBERO_CAMERA,
+              'max_steps': MAX_STEPS,
               'results_dir': str(tmp_path), 'chunk_timeout': 1.5, 'resend_period': 0.5}
-    bridge = LiberoBridgeNode(env_factory=lambda suite, task: _KeepOpen(libero_env),
+    bridge = LiberoBridgeNode(env_factory=lambda suite, task: SharedEnv(libero_env),
                               namespace=namespace,
                               parameter_overrides=[Parameter(k, value=v)
                                                    for k, v in params.items()])

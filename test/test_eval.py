@@ -15,24 +15,12 @@ from cliprt_core.eval import (EvalConfig, ResultsDir, ResultsMismatchError, mark
                               parse_tasks, query_chunks, run_evaluation, summarize,
                               wilson_interval)
 from cliprt_core.inference import NonFiniteActionError, Policy
-from cliprt_core.sim import LiberoTaskEnv, libero_available
+from cliprt_core.sim import libero_available
+from sim_helpers import SharedEnv
 
-SIZE = 64
+SIZE = LIBERO_CAMERA = 64
 MAX_STEPS = 10  # one full chunk of 8, then 2 actions of the next: the horizon cuts mid-chunk
 needs_libero = pytest.mark.skipif(not libero_available(), reason="LIBERO is not installed")
-
-
-class SharedEnv:
-    """A real env reused across runs (env creation is slow); the runner's close() keeps it."""
-
-    def __init__(self, env):
-        self._env = env
-
-    def __getattr__(self, name):
-        return getattr(self._env, name)
-
-    def close(self):
-        pass
 
 
 class FaultyEnv(SharedEnv):
@@ -101,20 +89,11 @@ def nan_policy():
 
 
 @pytest.fixture(scope="module")
-def real_env():
-    if not libero_available():
-        pytest.skip("LIBERO is not installed")
-    env = LiberoTaskEnv("libero_spatial", 0, camera_size=SIZE, wrist_camera=False)
-    yield env
-    env.close()
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, real_env, policy):
+def reference(tmp_path_factory, libero_env, policy):
     """Sequential run, killed (Ctrl-C) after episode 0 and a torn write, then resumed."""
     folder = tmp_path_factory.mktemp("sequential")
     cfg = config(folder, video=True)
-    factory = lambda suite, task: SharedEnv(real_env)  # noqa: E731
+    factory = lambda suite, task: SharedEnv(libero_env)  # noqa: E731
 
     def interrupt(record):
         raise KeyboardInterrupt
@@ -192,12 +171,12 @@ def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
 
 
 @needs_libero
-def test_failures_are_recorded_and_success_stops_the_episode(real_env, policy, nan_policy,
+def test_failures_are_recorded_and_success_stops_the_episode(libero_env, policy, nan_policy,
                                                              tmp_path):
     cfg = config(tmp_path, episodes=4, max_steps=20, video=True)
     # queries: episode 1 -> #1 (NaN), episode 2 -> #2, episode 3 -> #3
     switch = SwitchPolicy(policy, nan_policy, bad_calls={1})
-    summary = run_evaluation(cfg, switch, env_factory=lambda s, t: FaultyEnv(real_env))
+    summary = run_evaluation(cfg, switch, env_factory=lambda s, t: FaultyEnv(libero_env))
     records = {r["episode"]: r for r in ResultsDir(tmp_path).records()}
     assert sorted(records) == [0, 1, 2, 3]  # the evaluation went on after each failure
     assert records[0]["error"].startswith("RuntimeError: MuJoCo: simulated failure")

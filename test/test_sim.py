@@ -15,14 +15,13 @@ from cliprt_core.sim.libero_setup import ensure_libero_config
 
 pytestmark = pytest.mark.skipif(not libero_available(), reason="LIBERO is not installed")
 
-SIZE = 64
+SIZE = LIBERO_CAMERA = 64
+LIBERO_WRIST = True
 
 
 @pytest.fixture(scope="module")
-def env():
-    environment = LiberoTaskEnv("libero_spatial", 0, camera_size=SIZE, wrist_camera=True)
-    yield environment
-    environment.close()
+def env(libero_env):
+    return libero_env
 
 
 @pytest.fixture(scope="module")
