@@ -31,12 +31,9 @@ from cliprt_core.eval.worker import failure_record
 from cliprt_core.safety import Lockstep
 from cliprt_ros import conversions
 from cliprt_ros.qos import latched_qos, qos_by_name, QOS_NAMES, reliable_qos
-from cliprt_ros.spin import spin_until
+from cliprt_ros.spin import run_node, spin_until
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -363,34 +360,14 @@ def spin_until_finished(executor, bridge):
 
 def main(args=None):
     """Entry point of ``ros2 run cliprt_ros libero_bridge_node``; exit code 1 on a bad setup."""
-    rclpy.init(args=args)
-    try:
-        node = LiberoBridgeNode()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        rclpy.try_shutdown()
+    return run_node(LiberoBridgeNode, NODE_NAME, _spin_evaluation, args)
+
+
+def _spin_evaluation(executor, node):
+    if not node.exit_when_done:
+        spin_until(executor)
         return 0
-    except Exception as exc:  # noqa: B902 - bad parameters / results folder: a message, no trace
-        get_logger(NODE_NAME).fatal(startup_error(exc))
-        rclpy.try_shutdown()
-        return 1
-    code = 0
-    try:
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        if node.exit_when_done:
-            if spin_until_finished(executor, node):
-                code = node.exit_code
-        else:
-            spin_until(executor)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code
-
-
-def startup_error(exc):
-    """One line for an error raised while a node starts (configuration errors need no type)."""
-    return str(exc) if isinstance(exc, ValueError) else f'{type(exc).__name__}: {exc}'
+    return node.exit_code if spin_until_finished(executor, node) else 0
 
 
 if __name__ == '__main__':

@@ -24,11 +24,9 @@ from cliprt_core.safety import (ActionGuard, ActionSafetyConfig, StalenessWatchd
                                 UnsafeActionError)
 from cliprt_ros import conversions
 from cliprt_ros.qos import latched_qos, qos_by_name, QOS_NAMES, reliable_qos
-from cliprt_ros.spin import spin_until
+from cliprt_ros.spin import run_node
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -312,24 +310,7 @@ class PolicyNode(Node):
 
 def main(args=None):
     """Entry point of ``ros2 run cliprt_ros policy_node``; SIGINT/SIGTERM exit cleanly (0)."""
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        rclpy.try_shutdown()
-        return 0
-    except Exception as exc:  # noqa: B902 - bad checkpoint / parameters: a message, no trace
-        get_logger(NODE_NAME).fatal(f'cannot start: {type(exc).__name__}: {exc}')
-        rclpy.try_shutdown()
-        return 1
-    try:
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spin_until(executor)  # returns on SIGINT / SIGTERM
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, NODE_NAME, args=args)
 
 
 if __name__ == '__main__':
