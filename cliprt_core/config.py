@@ -1,11 +1,18 @@
 """One typed configuration system for training, evaluation, models and nodes.
 
-Configs are (nested) dataclasses. They load from YAML or dicts, reject unknown keys with the
-full dotted path of the offending key, and accept ``key.sub=value`` command-line overrides whose
-values are parsed as YAML scalars (``lr=1e-4``, ``train.amp=false``, ``tasks=[0,1]``).
+Configs are (nested, frozen) dataclasses. They load from YAML or dicts, reject unknown and
+duplicate keys with the full dotted path of the offending key, and accept ``key.sub=value``
+command-line overrides whose values are parsed as YAML scalars (``lr=1e-4``, ``train.amp=false``,
+``tasks=[0,1]``).
+
+Each setting is defined once, with :func:`setting` (default + help text). Everything else is
+derived from that definition: command-line flags (:mod:`cliprt_core.cli.options`), ROS node
+parameters (``cliprt_ros.parameters``) and launch arguments (``cliprt_ros.launch_support``), all
+through :func:`leaves`, which flattens nested groups into their scalar settings.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -19,6 +26,112 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:
+    """A config field with its help text (shown by CLI flags, node parameters, launch args).
+
+    Mutable defaults (lists, dicts) are copied per instance.
+    """
+    metadata = {"help": help}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
+                                 metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One scalar setting of a config class, as flags, parameters and launch arguments see it."""
+
+    name: str  # the flat name: CLI flag (--name), ROS parameter and launch argument
+    path: tuple[str, ...]  # where it lives in the nested config
+    type: Any
+    default: Any
+    help: str
+
+    @property
+    def base_type(self) -> Any:
+        """The type without ``None`` (``int | None`` -> ``int``)."""
+        args = [a for a in typing.get_args(self.type) if a is not type(None)]
+        if typing.get_origin(self.type) in (typing.Union, types.UnionType) and len(args) == 1:
+            return args[0]
+        return self.type
+
+    @property
+    def optional(self) -> bool:
+        return type(None) in typing.get_args(self.type)
+
+    def parse(self, text: str) -> Any:
+        """The typed value of ``text`` (a launch argument or flag); ConfigError if invalid."""
+        base = self.base_type
+        value: Any = text
+        if not (base is str or self.choices or str in typing.get_args(base)):
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{self.name}: cannot parse {text!r}: {exc}") from None
+        return _coerce(self.type, value, self.name)
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        base = self.base_type
+        return typing.get_args(base) if typing.get_origin(base) is typing.Literal else None
+
+
+def leaves(cls: type, exclude: Sequence[str] = ()) -> dict[str, Leaf]:
+    """Every scalar setting of config class ``cls`` by flat name; nested groups are flattened.
+
+    Two settings with the same flat name are a definition error. ``exclude`` drops names.
+    """
+    found: dict[str, Leaf] = {}
+    for leaf in _walk(cls, ()):
+        if leaf.name in found:
+            raise TypeError(f"{cls.__name__}: settings {'.'.join(found[leaf.name].path)} and "
+                            f"{'.'.join(leaf.path)} share the flat name {leaf.name!r}")
+        if leaf.name not in exclude:
+            found[leaf.name] = leaf
+    return found
+
+
+def _walk(cls: type, prefix: tuple[str, ...]):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _walk(tp, prefix + (f.name,))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        yield Leaf(f.name, prefix + (f.name,), tp, default, f.metadata.get("help", ""))
+
+
+def nest(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """Flat ``{leaf name: value}`` -> the nested dict ``from_dict(cls, ...)`` takes."""
+    found = leaves(cls)
+    data: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in found:
+            raise ConfigError(f"unknown setting {name!r}; valid: {', '.join(sorted(found))}")
+        node = data
+        *sections, last = found[name].path
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[last] = value
+    return data
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive merge of nested dicts (``update`` wins)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -> T:
@@ -59,10 +172,7 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     for override in overrides:
@@ -73,6 +183,33 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
     return from_dict(cls, data)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} (line {seen[key] + 1} and line "
+                                  f"{key_node.start_mark.line + 1})")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file safely; invalid YAML and duplicate keys raise ConfigError naming it."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""ROS-free action safety: bounds clipping, finite checks, a stale-input watchdog, lockstep.
+"""ROS-free action safety: bounds clipping, finite checks, a stale-input watchdog.
 
 Everything a robot-facing process must enforce before an action leaves it lives here, so the ROS
 nodes only convert messages and call these objects (and tests exercise them without ROS):
@@ -6,34 +6,27 @@ nodes only convert messages and call these objects (and tests exercise them with
 * :class:`ActionGuard` - never lets a non-finite action out; clips to the configured bounds.
 * :class:`StalenessWatchdog` - decides whether an input stamped at ``t`` is too old at ``now``
   and tracks whether the input stream as a whole has gone stale.
-* :class:`Lockstep` - one outstanding observation; only the answer to it is accepted, stale or
-  mismatched answers are counted and never applied, and an unanswered observation times out.
 
 Times are plain floats in seconds (any clock, as long as one object sees one clock).
 """
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Hashable
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "ACTION_NAMES", "ActionGuard", "ActionSafetyConfig", "Lockstep", "StalenessWatchdog",
-    "UnsafeActionError",
-]
+from cliprt_core.actions.space import ACTION_HIGH, ACTION_LOW
+from cliprt_core.config import ConfigError, setting
 
-#: The 7 action dimensions of CLIP-RT / LIBERO (OSC_POSE deltas and the gripper command).
-ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+__all__ = ["ActionGuard", "ActionSafetyConfig", "StalenessWatchdog", "UnsafeActionError"]
 
 
 class UnsafeActionError(RuntimeError):
     """An action was withheld: non-finite values or a shape that does not match the bounds."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ActionSafetyConfig:
     """Bounds every published action is clipped to, and how old an input image may be.
 
@@ -41,23 +34,26 @@ class ActionSafetyConfig:
     gripper -1 open / +1 close). ``stale_image_timeout <= 0`` disables the staleness check.
     """
 
-    action_low: tuple[float, ...] = (-1.0,) * 7
-    action_high: tuple[float, ...] = (1.0,) * 7
-    stale_image_timeout: float = 0.5
+    action_low: tuple[float, ...] = setting(ACTION_LOW, "lower bounds of dx, dy, dz, droll, "
+                                            "dpitch, dyaw, gripper (actions are clipped)")
+    action_high: tuple[float, ...] = setting(ACTION_HIGH, "upper bounds of the action "
+                                             "dimensions (actions are clipped)")
+    stale_image_timeout: float = setting(0.5, "seconds; an image older than this (header.stamp "
+                                         "vs the clock) is never answered; <= 0 disables")
 
     def __post_init__(self) -> None:
         low = np.asarray(self.action_low, dtype=np.float64)
         high = np.asarray(self.action_high, dtype=np.float64)
         if low.ndim != 1 or low.size == 0 or low.shape != high.shape:
-            raise ValueError(f"action_low ({low.size} values) and action_high ({high.size} "
-                             "values) must be non-empty lists of the same length")
+            raise ConfigError(f"action_low ({low.size} values) and action_high ({high.size} "
+                              "values) must be non-empty lists of the same length")
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            raise ValueError("action bounds must be finite")
+            raise ConfigError("action bounds must be finite")
         if (low > high).any():
             bad = [i for i in range(low.size) if low[i] > high[i]]
-            raise ValueError(f"action_low > action_high for dimension(s) {bad}")
+            raise ConfigError(f"action_low > action_high for dimension(s) {bad}")
         if not math.isfinite(self.stale_image_timeout):
-            raise ValueError("stale_image_timeout must be finite (<= 0 disables the check)")
+            raise ConfigError("stale_image_timeout must be finite (<= 0 disables the check)")
 
 
 class ActionGuard:
@@ -125,6 +121,11 @@ class StalenessWatchdog:
         """Pure check (no counters): is ``stamp`` still within the timeout at ``now``?"""
         return self._reason(stamp, now) is None
 
+    def reset(self) -> None:
+        """Forget the stream's history (e.g. after actions were disabled for a while)."""
+        self.last_fresh = None
+        self.stale = False
+
     def tick(self, now: float) -> tuple[bool, bool]:
         """``(stale, changed)``: the stream is stale when no fresh input came for ``timeout``."""
         if not self.enabled or self.last_fresh is None:
@@ -148,56 +149,3 @@ class StalenessWatchdog:
             return (f"image stamp is {-age:.3f} s in the future (> {self.timeout:.3f} s): "
                     "camera and node clocks disagree")
         return None
-
-
-@dataclass
-class Lockstep:
-    """Pairs each observation with the one answer that may advance the simulator.
-
-    ``expect(key, now)`` registers the latest observation (its key is what the answer must
-    echo, e.g. the image stamp); ``offer(key)`` says whether an answer is *the* answer to the
-    pending observation. Anything else is counted: ``stale`` (it answers an earlier observation
-    or one already answered) or ``mismatched`` (a key this side never issued). ``expired(now)``
-    tells whether the pending observation went unanswered for longer than ``timeout``.
-    """
-
-    timeout: float
-    history: int = 64
-    pending: Hashable | None = None
-    sent_at: float | None = None
-    accepted: int = 0
-    stale: int = 0
-    mismatched: int = 0
-    _issued: deque = field(default_factory=deque, repr=False)
-
-    def expect(self, key: Hashable, now: float) -> None:
-        if key in self._issued:
-            raise ValueError(f"observation key {key!r} was already used; keys must be unique")
-        self.pending = key
-        self.sent_at = now
-        self._issued.append(key)
-        while len(self._issued) > self.history:
-            self._issued.popleft()
-
-    def offer(self, key: Hashable) -> bool:
-        if self.pending is not None and key == self.pending:
-            self.pending = None
-            self.sent_at = None
-            self.accepted += 1
-            return True
-        if key in self._issued:
-            self.stale += 1
-        else:
-            self.mismatched += 1
-        return False
-
-    def cancel(self) -> None:
-        """Forget the pending observation (episode over); late answers then count as stale."""
-        self.pending = None
-        self.sent_at = None
-
-    def waited(self, now: float) -> float:
-        return 0.0 if self.sent_at is None else now - self.sent_at
-
-    def expired(self, now: float) -> bool:
-        return self.pending is not None and self.timeout > 0 and self.waited(now) > self.timeout

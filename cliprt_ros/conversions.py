@@ -8,7 +8,7 @@ per chunk step and ``time_from_start`` at multiples of the control period.
 """
 
 from builtin_interfaces.msg import Duration, Time
-from cliprt_core.safety import ACTION_NAMES
+from cliprt_core.actions.space import ACTION_NAMES
 import numpy as np
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint

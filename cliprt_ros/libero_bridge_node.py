@@ -11,12 +11,15 @@ observation share one ``header.stamp``):
 
 and subscribes ``action_chunk`` (``trajectory_msgs/JointTrajectory``). Lockstep: the simulator
 advances only on the chunk whose ``header.stamp`` equals the stamp of the latest observation
-(:class:`cliprt_core.safety.Lockstep`); other chunks are counted and ignored. An observation left
-unanswered for ``chunk_timeout`` seconds ends the episode as a failure with the reason.
+(:class:`cliprt_core.eval.lockstep.Lockstep`); other chunks are counted and ignored. An
+observation left unanswered for ``chunk_timeout`` seconds ends the episode as a failure with the
+reason; a policy node that goes away stops the run (exit code 1, finished episodes kept).
 
-No protocol logic lives here: episodes are :class:`cliprt_core.eval.Episode` objects driven from
-ROS callbacks, the run is an :class:`cliprt_core.eval.EvalConfig` built from the parameters, and
-results go through :class:`cliprt_core.eval.ResultsDir` - the same files ``cliprt-eval`` writes.
+No protocol logic lives here: episodes run on the :class:`cliprt_core.eval.EpisodeHost` the
+in-process evaluation uses, driven from ROS callbacks; the run is the
+:class:`cliprt_core.eval.EvalConfig` of the parameters (:class:`cliprt_ros.settings.BridgeConfig`),
+and results go through :class:`cliprt_core.eval.ResultsDir` - the same files ``cliprt-eval``
+writes.
 """
 
 from collections import deque
@@ -24,15 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 
-from cliprt_core.config import from_dict
-from cliprt_core.eval import Episode, EvalConfig, format_error, LiberoEnvFactory, ResultsDir
-from cliprt_core.eval.runner import episode_options
-from cliprt_core.eval.worker import failure_record
-from cliprt_core.safety import Lockstep
+from cliprt_core.eval import EpisodeHost, failure_record, report, ResultsDir
+from cliprt_core.eval.lockstep import Lockstep
 from cliprt_ros import conversions
-from cliprt_ros.qos import latched_qos, qos_by_name, QOS_NAMES, reliable_qos
+from cliprt_ros.parameters import declare_config, read_config
+from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos
+from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig
 from cliprt_ros.spin import run_node, spin_until
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -42,66 +43,17 @@ from trajectory_msgs.msg import JointTrajectory
 NODE_NAME = 'libero_bridge_node'
 JOINT_NAMES = tuple(f'panda_joint{i}' for i in range(1, 8)) + (
     'panda_finger_joint1', 'panda_finger_joint2')
-
-_EVAL = EvalConfig()
-#: Parameters that are EvalConfig fields (ROS has no None: 0 / '' stand for it).
-EVAL_PARAMETERS = {
-    'suite': (_EVAL.suite, 'LIBERO suite(s): libero_spatial | libero_object | libero_goal | '
-                           'libero_10 | libero_90, a comma list, or all'),
-    'tasks': (str(_EVAL.tasks), "task ids: 'all', '0-9' or '0,3,5'"),
-    'episodes': (_EVAL.episodes, 'episodes (fixed initial states 0..n-1) per task, <= 50'),
-    'max_steps': (0, 'cap on the per-suite horizon (smoke runs); 0 = the protocol horizon'),
-    'seed': (_EVAL.seed, 'evaluation seed (protocol: 7)'),
-    'camera_size': (_EVAL.camera_size, 'camera resolution in pixels (protocol: 256)'),
-    'wrist_camera': (True, 'render and publish wrist/image_raw (CLIP-RT+ does not use it)'),
-    'num_dummy_steps': (_EVAL.num_dummy_steps, 'settle steps after each reset (protocol: 10)'),
-    'clip_actions': (_EVAL.clip_actions, 'clip actions to [-1, 1] before the simulator'),
-    'binarize_gripper': (_EVAL.binarize_gripper, 'gripper -> sign(gripper) (OpenVLA-OFT)'),
-    'video': (_EVAL.video, 'write an MP4 per episode under <results_dir>/videos'),
-    'results_dir': ('', 'results folder (reused = resumed); empty = eval_results/<policy>'),
-    'checkpoint': ('', "the policy's checkpoint, for the results' metadata only"),
-    'model_config': (_EVAL.model_config, "the policy's model config when checkpoint is empty "
-                                         '(metadata only)'),
-}
-#: Every parameter the node declares: name -> (default, description).
-PARAMETERS = {
-    **EVAL_PARAMETERS,
-    'image_qos': ('reliable', 'QoS of the image topics: reliable (lockstep) | sensor_data'),
-    'camera_frame_id': ('agentview_camera', 'header.frame_id of camera/image_raw'),
-    'wrist_frame_id': ('wrist_camera', 'header.frame_id of wrist/image_raw'),
-    'chunk_timeout': (30.0, 'seconds an observation may stay unanswered before the episode '
-                            'ends as a failure'),
-    'resend_period': (2.0, 'republish an unanswered observation (same stamp) every this many '
-                           'seconds; 0 = never'),
-    'discovery_timeout': (60.0, 'seconds to wait for a policy node before giving up'),
-    'exit_when_done': (True, 'exit the process after the last episode'),
-}
-_NONE_IF_EMPTY = {'max_steps': 0, 'results_dir': '', 'checkpoint': ''}
+#: Seconds the policy node may be gone during an episode before the run stops.
+POLICY_LOST_S = 5.0
+#: Exit code when the run stopped before its end (no policy node, or it went away).
+EXIT_INCOMPLETE = 1
 
 
-def eval_config_from_parameters(values):
-    """Return the :class:`EvalConfig` that bridge parameter ``values`` describe."""
-    data = {name: values[name] for name in EVAL_PARAMETERS}
-    tasks = data['tasks']  # dynamically typed: `-p tasks:=0` arrives as an integer
-    data['tasks'] = [int(t) for t in tasks] if isinstance(tasks, (list, tuple)) or \
-        type(tasks).__name__ == 'array' else str(tasks)
-    for name, empty in _NONE_IF_EMPTY.items():
-        if data[name] == empty:
-            data[name] = None
-    data['workers'] = 1
-    data['progress'] = False
-    return from_dict(EvalConfig, data)
-
-
-def eval_config_to_parameters(config):
-    """Inverse of :func:`eval_config_from_parameters` (used by run_eval and tests)."""
-    values = {}
-    for name in EVAL_PARAMETERS:
-        value = getattr(config, name)
-        if name == 'tasks' and not isinstance(value, str):
-            value = ','.join(str(t) for t in value)
-        values[name] = _NONE_IF_EMPTY.get(name, value) if value is None else value
-    return values
+def read_bridge_config(node):
+    """Declare the bridge's parameters on ``node`` and return its :class:`BridgeConfig`."""
+    declare_config(node, BridgeConfig, exclude=BRIDGE_EXCLUDED)
+    return read_config(node, BridgeConfig, exclude=BRIDGE_EXCLUDED,
+                       fixed={'eval': {'workers': 1, 'progress': False}})
 
 
 class LiberoBridgeNode(Node):
@@ -115,40 +67,33 @@ class LiberoBridgeNode(Node):
         replaces the LIBERO environment factory (tests, other simulators).
         """
         super().__init__(NODE_NAME, **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, read_only=True, dynamic_typing=name == 'tasks'))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p['image_qos'] not in QOS_NAMES:
-            raise ValueError(f'image_qos must be one of {QOS_NAMES}, got {p["image_qos"]!r}')
-        self.config = eval_config_from_parameters(p)
-        self.camera_frame_id = p['camera_frame_id']
-        self.wrist_frame_id = p['wrist_frame_id']
-        self.resend_period = p['resend_period']
-        self.discovery_timeout = p['discovery_timeout']
-        self.exit_when_done = p['exit_when_done']
+        bridge = read_bridge_config(self)
+        self.config = config = bridge.eval
+        self.camera_frame_id = bridge.camera_frame_id
+        self.wrist_frame_id = bridge.wrist_frame_id
+        self.resend_period = bridge.resend_period
+        self.discovery_timeout = bridge.discovery_timeout
+        self.exit_when_done = bridge.exit_when_done
 
-        self.results = ResultsDir(self.config.default_results_dir())
-        self.results.check_run(self.config.protocol_settings())
-        self.wanted = self.config.episode_keys()
+        self.results = ResultsDir(config.default_results_dir())
+        self.results.check_run(config.protocol_settings())
+        self.wanted = config.episode_keys()
         done = self.results.done_episodes()
         self.todo = deque(key for key in self.wanted if key not in done)
-        self.env_factory = env_factory or LiberoEnvFactory(
-            camera_size=self.config.camera_size, seed=self.config.seed,
-            wrist_camera=self.config.wrist_camera, num_dummy_steps=self.config.num_dummy_steps)
-        self.lockstep = Lockstep(timeout=p['chunk_timeout'])
+        self.host = EpisodeHost(env_factory or config.env_factory(), config.episode_options())
+        self.lockstep = Lockstep(timeout=bridge.chunk_timeout)
         self.finished_now = []
         self.summary = None
         self.finished = False
         self.exit_code = 0
-        self._env = None
-        self._env_key = None
-        self._episode = None
+        self.stop_reason = None
+        self._spec = None  # the episode in progress
         self._messages = None
         self._instruction = None
         self._last_stamp_ns = 0
         self._resends = 0
         self._started = time.monotonic()
+        self._policy_seen = time.monotonic()
         self._log_times = {}
         # Every simulator call runs on this one thread, whatever executor thread runs the
         # callback: robosuite renders with the OpenGL context current in the calling thread
@@ -156,11 +101,11 @@ class LiberoBridgeNode(Node):
         self._sim = ThreadPoolExecutor(max_workers=1, thread_name_prefix='libero_sim')
         self._sim_closed = False
 
-        image_qos = qos_by_name(p['image_qos'], 1)
+        image_qos = qos_by_name(bridge.image_qos, 1)
         self.instruction_pub = self.create_publisher(String, 'instruction', latched_qos())
         self.camera_pub = self.create_publisher(Image, 'camera/image_raw', image_qos)
         self.wrist_pub = (self.create_publisher(Image, 'wrist/image_raw', image_qos)
-                          if self.config.wrist_camera else None)
+                          if config.wrist_camera else None)
         self.joint_pub = self.create_publisher(JointState, 'joint_states', reliable_qos(10))
         self.create_subscription(JointTrajectory, 'action_chunk', self._on_chunk,
                                  reliable_qos(10))
@@ -176,21 +121,25 @@ class LiberoBridgeNode(Node):
         if self.finished:
             return
         now = time.monotonic()
-        if self._episode is None:  # not started: wait until a policy node is connected
+        connected = self._policy_connected()
+        if connected:
+            self._policy_seen = now
+        if self._spec is None:  # not started: wait until a policy node is connected
             if not self.todo:
                 self._finish()
-            elif self._policy_connected():
+            elif connected:
                 self.get_logger().info('policy node connected; starting episodes')
                 self._next_episode()
             elif now - self._started > self.discovery_timeout:
-                self.get_logger().error(
-                    f'no policy node subscribed to {self.camera_pub.topic_name} and publishing '
-                    f'{self.resolve_topic_name("action_chunk")} within {self.discovery_timeout}'
-                    ' s; giving up')
-                self.exit_code = 1
-                self._finish()
+                self._stop(f'no policy node subscribed to {self.camera_pub.topic_name} and '
+                           f'publishing {self.resolve_topic_name("action_chunk")} within '
+                           f'{self.discovery_timeout} s')
             return
-        if self.lockstep.expired(now):
+        if now - self._policy_seen > POLICY_LOST_S:
+            # Not the policy's failure in this episode: it is not recorded and reruns on resume.
+            self._stop(f'the policy node went away during {self._spec} (no subscriber on '
+                       f'{self.camera_pub.topic_name} for {POLICY_LOST_S} s)')
+        elif self.lockstep.expired(now):
             self._end_episode(error=(
                 f'timeout: no action chunk answered the observation within '
                 f'{self.lockstep.timeout} s ({self.lockstep.stale} stale and '
@@ -215,44 +164,39 @@ class LiberoBridgeNode(Node):
         except conversions.ConversionError as exc:
             self._end_episode(error=f'invalid action chunk: {exc}', policy_s=waited)
             return
-        observation = self._in_sim(self._episode.apply_chunk, chunk, policy_s=waited)
-        if observation is None:
-            self._end_episode()
-        else:
-            self._send_observation(observation)
+        self._handle(self._in_sim(self.host.handle, 'chunk', chunk, waited))
 
-    # --- episodes (the Episode API of cliprt_core.eval) ---------------------------------------
+    # --- episodes (the EpisodeHost of cliprt_core.eval, as the in-process runner uses) ---------
     def _next_episode(self):
         while self.todo:
-            spec = self.todo.popleft()
-            suite, task_id, init_index = spec
-            try:
-                env = self._in_sim(self._env_for, suite, task_id)
-            except Exception as exc:  # noqa: B902 - no env: this episode fails, the run goes on
-                self._record(failure_record(spec, exc))
-                continue
+            spec = self._spec = self.todo.popleft()
             video = str(self.results.video_path(*spec)) if self.config.video else None
-            self._episode = Episode(env, init_index, video=video,
-                                    **episode_options(self.config))
-            self._announce(self._episode.instruction)
-            observation = self._in_sim(self._episode.start)
-            if observation is not None:
-                self.get_logger().info(f'{suite} task {task_id} episode {init_index}: '
-                                       f'{self._episode.instruction!r}')
-                self._send_observation(observation)
+            try:
+                reply = self._in_sim(self.host.handle, 'start', spec, video)
+            except Exception as exc:  # noqa: B902 - the simulator thread failed: record, go on
+                reply = ('done', failure_record(spec, exc))
+            if reply[0] == 'obs':
+                self.get_logger().info(f'{spec[0]} task {spec[1]} episode {spec[2]}: '
+                                       f'{reply[2]!r}')
+                self._announce(reply[2])
+                self._send_observation(self.host.observation)
                 return
-            self._record(self._episode.result().to_record())
-        self._episode = None
+            self._record(reply[1])
+        self._spec = None
         self._finish()
 
-    def _end_episode(self, error=None, policy_s=0.0):
-        episode = self._episode
-        if error is not None:
-            self._in_sim(episode.fail, error, policy_s=policy_s)
+    def _handle(self, reply):
+        """Publish the next observation, or record the finished episode and start the next."""
+        if reply[0] == 'obs':
+            self._send_observation(self.host.observation)
+            return
         self.lockstep.cancel()
         self._messages = None
-        self._record(episode.result().to_record())
+        self._record(reply[1])
         self._next_episode()
+
+    def _end_episode(self, error, policy_s=0.0):
+        self._handle(self._in_sim(self.host.handle, 'abort', error, policy_s))
 
     def _record(self, record):
         record = self.results.append(record)
@@ -263,37 +207,31 @@ class LiberoBridgeNode(Node):
             f'{record["suite"]} task {record["task_id"]} episode {record["episode"]}: {outcome} '
             f'after {record["steps"]} steps{reason}')
 
+    def _stop(self, reason):
+        """End the run early: keep what finished, say why, exit non-zero."""
+        self.get_logger().error(f'{reason}; stopping (finished episodes are kept; rerun to '
+                                'resume)')
+        self.stop_reason = reason
+        self.exit_code = EXIT_INCOMPLETE
+        self.lockstep.cancel()
+        self._messages = None
+        self._finish()
+
     def _finish(self):
-        self._in_sim(self._drop_env)
+        self._in_sim(self.host.close)
         run = {**self.config.run_settings(), 'transport': 'ros2',
                'episodes_this_run': len(self.finished_now),
                'ignored_chunks': {'stale': self.lockstep.stale,
                                   'mismatched': self.lockstep.mismatched}}
+        if self.stop_reason:
+            run['stopped'] = self.stop_reason
         self.summary = self.results.write_summary(expected=self.wanted, run=run)
         self.finished = True
-        overall = self.summary['overall']
-        self.get_logger().info(
-            f'evaluation done: {overall["successes"]}/{overall["episodes"]} successes; results '
-            f'in {self.results.path}')
+        self.get_logger().info('evaluation done:\n' + report(self.summary, self.results))
 
     def _in_sim(self, function, *args, **kwargs):
         """Run ``function`` on the simulator thread and return its result."""
         return self._sim.submit(function, *args, **kwargs).result()
-
-    def _env_for(self, suite, task_id):
-        if self._env_key != (suite, task_id):
-            self._drop_env()
-            self._env = self.env_factory(suite, task_id)
-            self._env_key = (suite, task_id)
-        return self._env
-
-    def _drop_env(self):
-        env, self._env, self._env_key = self._env, None, None
-        if env is not None:
-            try:
-                env.close()
-            except Exception as exc:  # noqa: B902 - closing must never stop the run
-                self.get_logger().warning(f'closing the env failed: {format_error(exc)}')
 
     # --- ROS I/O ---------------------------------------------------------------------------------
     def _announce(self, instruction):
@@ -348,7 +286,7 @@ class LiberoBridgeNode(Node):
         """Close the simulator, then destroy the node."""
         if not self._sim_closed:
             self._sim_closed = True
-            self._in_sim(self._drop_env)
+            self._in_sim(self.host.close)
             self._sim.shutdown(wait=True)
         return super().destroy_node()
 

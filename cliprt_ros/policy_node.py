@@ -3,16 +3,19 @@ ROS 2 policy node: camera image + instruction in, CLIP-RT action chunks out.
 
 Topics (relative names, so namespaces and remapping work):
 
-* ``instruction`` (``std_msgs/String``, reliable, transient local, depth 1) - subscribed.
+* ``instruction`` (``std_msgs/String``) - subscribed twice, so every publisher is accepted: a
+  reliable volatile subscription (``ros2 topic pub`` and default-QoS publishers) and a
+  transient-local one (a latched instruction reaches a node that starts later).
 * ``camera/image_raw`` (``sensor_msgs/Image``, QoS from ``image_qos``) - subscribed.
 * ``action_chunk`` (``trajectory_msgs/JointTrajectory``, reliable depth 10) - published, one per
   answered image; ``header.stamp`` = the image's stamp, ``header.frame_id`` = ``action_frame_id``.
 * ``primitive`` (``std_msgs/String``, reliable depth 10) - published by the discrete model only.
 * ``~/enable`` (``std_srvs/SetBool``) - service; same effect as the ``enabled`` parameter.
 
-All model work runs on one model thread: an image that arrives while the model is busy is
-dropped (counted), never queued behind it, and the executor stays responsive. All safety decisions
-(bounds, finite values, stale images) are made by :mod:`cliprt_core.safety`.
+Parameters are the settings of :class:`cliprt_ros.settings.PolicyNodeConfig`; an unknown one is
+a start-up error. All model work runs on one model thread: an image that arrives while the model
+is busy is dropped (counted), never queued behind it, and the executor stays responsive. All
+safety decisions (bounds, finite values, stale images) are made by :mod:`cliprt_core.safety`.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +23,13 @@ import sys
 import threading
 import time
 
-from cliprt_core.safety import (ActionGuard, ActionSafetyConfig, StalenessWatchdog,
-                                UnsafeActionError)
+from cliprt_core.safety import ActionGuard, StalenessWatchdog, UnsafeActionError
 from cliprt_ros import conversions
-from cliprt_ros.qos import latched_qos, qos_by_name, QOS_NAMES, reliable_qos
+from cliprt_ros.parameters import declare_config, read_config
+from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos, silent_qos_events
+from cliprt_ros.settings import POLICY_NODE_DYNAMIC, PolicyNodeConfig
 from cliprt_ros.spin import run_node
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -35,34 +39,8 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 NODE_NAME = 'policy_node'
-
-#: Every parameter the node declares: name -> (default, description). Launch files and
-#: config/nodes/policy_node.yaml are checked against this dict by the tests.
-PARAMETERS = {
-    'checkpoint': ('', 'cliprt checkpoint path, official CLIP-RT file or Hugging Face hub id; '
-                       'empty = random weights from model_config (demos and tests)'),
-    'model_config': ('', 'model config name/path: the architecture of the random weights '
-                         '(empty = cliprt-tiny) or of an official checkpoint (empty = the '
-                         'published ViT-H-14-378 one); cliprt checkpoints carry their own'),
-    'seed': (0, 'seed of the random weights when checkpoint is empty'),
-    'backend': ('torch', 'inference backend: torch | compile | onnx | tensorrt'),
-    'device': ('', 'torch device (cpu, cuda, cuda:1); empty = cuda if available, else cpu'),
-    'dtype': ('auto', 'model dtype: auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | '
-                      'fp16'),
-    'image_qos': ('sensor_data', 'camera QoS: sensor_data (best effort, depth 1; cameras) | '
-                                 'reliable (simulator lockstep)'),
-    'action_frame_id': ('base_link', 'header.frame_id of action_chunk: the frame the deltas are '
-                                     'expressed in'),
-    'control_period': (0.05, 'seconds between the points of a chunk (time_from_start)'),
-    'action_low': ([-1.0] * 7, 'lower bounds of dx, dy, dz, droll, dpitch, dyaw, gripper '
-                               '(actions are clipped)'),
-    'action_high': ([1.0] * 7, 'upper bounds of the 7 action dimensions (actions are clipped)'),
-    'stale_image_timeout': (0.5, 'seconds; an image older than this (header.stamp vs the node '
-                                 'clock) is never answered; <= 0 disables'),
-    'enabled': (True, 'publish actions (also the ~/enable service); false = answer nothing'),
-    'warmup': (True, 'run one dummy query at startup so the first real answer is fast'),
-}
-_DYNAMIC = {'enabled'}
+#: Seconds without any image while a camera publisher exists before the node says so.
+SILENT_CAMERA_S = 3.0
 
 
 class PolicyNode(Node):
@@ -71,23 +49,15 @@ class PolicyNode(Node):
     def __init__(self, policy=None, **node_kwargs):
         """Declare parameters, load the model (unless ``policy`` is given), create the I/O."""
         super().__init__(NODE_NAME, **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, read_only=name not in _DYNAMIC))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p['image_qos'] not in QOS_NAMES:
-            raise ValueError(f'image_qos must be one of {QOS_NAMES}, got {p["image_qos"]!r}')
-        if p['control_period'] <= 0:
-            raise ValueError(f'control_period must be > 0, got {p["control_period"]}')
-        safety = ActionSafetyConfig(action_low=tuple(p['action_low']),
-                                    action_high=tuple(p['action_high']),
-                                    stale_image_timeout=p['stale_image_timeout'])
-        self.guard = ActionGuard(safety)
-        self.watchdog = StalenessWatchdog(safety.stale_image_timeout)
-        self.frame_id = p['action_frame_id']
-        self.period = p['control_period']
-        self.enabled = p['enabled']
+        declare_config(self, PolicyNodeConfig, dynamic=POLICY_NODE_DYNAMIC)
+        self.config = config = read_config(self, PolicyNodeConfig)
+        self.guard = ActionGuard(config.safety)
+        self.watchdog = StalenessWatchdog(config.safety.stale_image_timeout)
+        self.frame_id = config.action_frame_id
+        self.period = config.control_period
+        self.enabled = config.enabled
         self.instruction = None  # set once an instruction has been accepted by the policy
+        self._instruction_text = None  # the last instruction message seen
         # Every torch call (load, warm-up, instruction encoding, queries) runs on this one thread:
         # model work stays serialized, the executor stays responsive, and torch keeps a single
         # OpenMP thread team (a second team from another thread costs ~3x per query on CPU).
@@ -96,7 +66,7 @@ class PolicyNode(Node):
         self._busy = False
 
         try:
-            self._set_policy(policy, p)
+            self._set_policy(policy)
         except BaseException:
             self._model.shutdown(wait=False, cancel_futures=True)
             raise
@@ -105,48 +75,60 @@ class PolicyNode(Node):
                       'withheld': 0, 'disabled': 0, 'no_instruction': 0, 'instructions': 0}
         self.last_reason = None
         self._log_times = {}
+        self._last_image = time.monotonic()
 
-        # Instruction first: with both ready, the executor handles it before an image.
-        self.create_subscription(String, 'instruction', self._on_instruction, latched_qos())
+        # Instruction first: with both ready, the executor handles it before an image. The
+        # volatile subscription matches every publisher (ros2 topic pub); the transient-local
+        # one gets a latched instruction published before this node started (its QoS mismatch
+        # with volatile publishers is expected, so that event is not logged).
+        self.create_subscription(String, 'instruction', self._on_instruction, reliable_qos(10))
+        self.create_subscription(String, 'instruction', self._on_instruction, latched_qos(),
+                                 event_callbacks=silent_qos_events())
         self.create_subscription(Image, 'camera/image_raw', self._on_image,
-                                 qos_by_name(p['image_qos'], 1))
+                                 qos_by_name(config.image_qos, 1))
         self.chunk_pub = self.create_publisher(JointTrajectory, 'action_chunk', reliable_qos(10))
         self.primitive_pub = (self.create_publisher(String, 'primitive', reliable_qos(10))
                               if self.discrete else None)
         self.create_service(SetBool, '~/enable', self._on_enable)
         self.add_post_set_parameters_callback(self._on_parameters)
-        if self.watchdog.enabled:
-            self.create_timer(min(0.1, self.watchdog.timeout / 2), self._on_watchdog)
+        self._camera_topic = self.resolve_topic_name('camera/image_raw')
+        self.create_timer(0.1, self._on_watchdog)
         self.get_logger().info(
             f'ready: {"discrete" if self.discrete else "chunk"} policy, image_qos='
-            f'{p["image_qos"]}, bounds {list(self.guard.low)}..{list(self.guard.high)}, '
+            f'{config.image_qos}, bounds {list(self.guard.low)}..{list(self.guard.high)}, '
             f'stale_image_timeout={self.watchdog.timeout} s, enabled={self.enabled}')
 
-    def _set_policy(self, policy, p):
+    def _set_policy(self, policy):
         if policy is None:
             started = time.monotonic()
-            from cliprt_core.inference.factory import build_policy  # torch loads here
+            # torch loads here
+            from cliprt_core.inference.factory import describe_weights, load_policy
 
-            policy = self._on_model(lambda: build_policy(
-                p['checkpoint'], p['model_config'], device=p['device'], dtype=p['dtype'],
-                backend=p['backend'], seed=p['seed']))
-            self.get_logger().info(
-                f'loaded {policy.config.name} ({policy.config.head} head) on {policy.device} '
-                f'in {time.monotonic() - started:.1f} s')
+            settings = self.config.policy
+            policy = self._on_model(load_policy, settings)
+            loaded = self._on_model(describe_weights, policy, settings)
+            log = self.get_logger()
+            message = (f'loaded {policy.config.name} ({policy.config.head} head) on '
+                       f'{policy.device} in {time.monotonic() - started:.1f} s: {loaded}')
+            if settings.checkpoint:
+                log.info(message)
+            else:
+                log.warning(message)
         self.policy = policy
         self.discrete = policy.config.head == 'discrete'
-        action_dim = (len(policy.vocabulary.dimensions) if self.discrete
-                      else policy.config.action_dim)
-        if action_dim != self.guard.action_dim:
-            raise ValueError(f'the model outputs {action_dim}-D actions but action_low/high '
-                             f'have {self.guard.action_dim} values')
-        if p['warmup']:
+        if policy.action_dim != self.guard.action_dim:
+            raise ValueError(f'the model outputs {policy.action_dim}-D actions but action_low/'
+                             f'high have {self.guard.action_dim} values')
+        if self.config.warmup:
             self._on_model(self._warmup)
 
     # --- callbacks (executor thread) -------------------------------------------------------------
     def _on_instruction(self, msg):
         from cliprt_core.inference import PolicyInputError
 
+        if msg.data == self._instruction_text:
+            return  # the same message through the second subscription (or a repeat)
+        self._instruction_text = msg.data
         try:
             self.instruction = self._on_model(self._reset, msg.data)
         except RuntimeError as exc:  # the node is being destroyed
@@ -161,23 +143,24 @@ class PolicyNode(Node):
 
     def _on_image(self, msg):
         self.stats['images'] += 1
+        self._last_image = time.monotonic()
+        try:
+            rgb = conversions.image_to_rgb(msg)
+        except conversions.ConversionError as exc:  # malformed: never counts as a fresh image
+            self._reject('image', f'image ignored: {exc}')
+            return
+        stamp = conversions.stamp_to_ns(msg.header.stamp) / 1e9
+        reason = self.watchdog.check(stamp, self._now())
         if not self.enabled:
             self.stats['disabled'] += 1
+            return
+        if reason is not None:
+            self._reject('stale', f'image ignored: {reason}')
             return
         if self.instruction is None:
             self.stats['no_instruction'] += 1
             self._log('no_instruction', 'image ignored: no instruction received yet on '
                       f'{self.resolve_topic_name("instruction")}')
-            return
-        stamp = conversions.stamp_to_ns(msg.header.stamp) / 1e9
-        reason = self.watchdog.check(stamp, self._now())
-        if reason is not None:
-            self._reject('stale', f'image ignored: {reason}')
-            return
-        try:
-            rgb = conversions.image_to_rgb(msg)
-        except conversions.ConversionError as exc:
-            self._reject('image', f'image ignored: {exc}')
             return
         with self._cond:
             if self._busy:  # never queued behind the model: dropped
@@ -199,17 +182,26 @@ class PolicyNode(Node):
         for param in parameters:
             if param.name == 'enabled':
                 self.enabled = bool(param.value)
+                self.watchdog.reset()
                 self.get_logger().info(f'actions {"enabled" if self.enabled else "disabled"}')
         return SetParametersResult(successful=True)
 
     def _on_watchdog(self):
-        stale, changed = self.watchdog.tick(self._now())
-        if changed and stale:
-            self.get_logger().warning(
-                f'camera stale: no fresh image for {self.watchdog.timeout} s; not publishing '
-                'actions')
-        elif changed:
-            self.get_logger().info('camera fresh again')
+        if self.watchdog.enabled and self.enabled:
+            stale, changed = self.watchdog.tick(self._now())
+            if changed and stale:
+                self.get_logger().warning(
+                    f'camera stale: no fresh image for {self.watchdog.timeout} s; not '
+                    'publishing actions')
+            elif changed:
+                self.get_logger().info('camera fresh again')
+        silent = time.monotonic() - self._last_image
+        if silent > SILENT_CAMERA_S and self.count_publishers(self._camera_topic) > 0:
+            self._log('silent_camera', (
+                f'a publisher exists on {self._camera_topic} but no image arrived for '
+                f'{silent:.0f} s; with image_qos {self.config.image_qos!r} DDS drops large '
+                'frames it cannot deliver whole (e.g. over a lossy link): try '
+                'image_qos:=reliable, or check the camera QoS'), period=30.0)
 
     # --- inference (model thread) ----------------------------------------------------------------
     def _on_model(self, function, *args):
@@ -300,7 +292,11 @@ class PolicyNode(Node):
         if now - self._log_times.get(kind, -period) < period:
             return
         self._log_times[kind] = now
-        (self.get_logger().error if error else self.get_logger().warning)(reason)
+        # One call site per severity: rclpy refuses a second severity from the same line.
+        if error:
+            self.get_logger().error(reason)
+        else:
+            self.get_logger().warning(reason)
 
     def destroy_node(self):
         """Let a running query finish (queued work is dropped), then destroy the node."""

@@ -9,6 +9,7 @@ QoS profiles of the cliprt topics, selectable by name from node parameters.
   starts late still receives the current one.
 """
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 QOS_NAMES = ('sensor_data', 'reliable')
@@ -33,6 +34,15 @@ def latched_qos():
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def silent_qos_events():
+    """Subscription event callbacks that ignore incompatible-QoS events (instead of warning).
+
+    For a subscription that is expected not to match some publishers, e.g. the transient-local
+    twin of a volatile subscription on the same topic.
+    """
+    return SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
 
 
 def qos_by_name(name, depth=1):

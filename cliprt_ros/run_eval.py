@@ -10,9 +10,9 @@ multi``): every image and action chunk still goes through rclpy topics (DDS).
   python -m cliprt_ros.run_eval            # config/eval/demo.yaml, tiny policy, demo_results/ros-*
   python -m cliprt_ros.run_eval --checkpoint PATH --suite libero_10 --tasks 0-9 --episodes 50
 
-Flags are those of ``cliprt-eval`` (an EvalConfig, ``--backend`` included) plus
+Flags are those of ``cliprt-eval`` (every EvalConfig setting, ``--backend`` included) plus
 ``--namespace``, ``--executor`` and ``--params-file``; the success table is printed at the end,
-as ``cliprt-eval`` prints it.
+as ``cliprt-eval`` prints it. Only the flags given override the parameter file.
 """
 
 import os
@@ -28,9 +28,7 @@ def build_parser():
     """Return the argument parser (the ``cliprt-eval`` flags plus the ROS ones)."""
     from cliprt_core.cli.eval import build_parser as eval_parser
 
-    parser = eval_parser()
-    parser.prog = 'python -m cliprt_ros.run_eval'
-    parser.description = __doc__
+    parser = eval_parser('python -m cliprt_ros.run_eval', __doc__)
     parser.set_defaults(config='demo')
     parser.add_argument('--namespace', default='',
                         help='ROS namespace of both nodes (topics are relative)')
@@ -52,18 +50,24 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     """
     from rclpy.parameter import Parameter
 
+    from cliprt_core.eval import EvalConfig
+    from cliprt_core.inference import PolicySettings
     from cliprt_core.paths import config_dir
-    from cliprt_ros.libero_bridge_node import eval_config_to_parameters, LiberoBridgeNode
+    from cliprt_ros.libero_bridge_node import LiberoBridgeNode
+    from cliprt_ros.parameters import config_to_parameters
     from cliprt_ros.policy_node import PolicyNode
+    from cliprt_ros.settings import BRIDGE_EXCLUDED
 
     params_file = params_file or str(config_dir() / 'nodes' / 'libero_eval.yaml')
     if not os.path.isfile(params_file):
         raise FileNotFoundError(f'node parameter file not found: {params_file}')
     cli_args = ['--ros-args', '--params-file', params_file]
-    policy_values = {'checkpoint': config.checkpoint or '', 'model_config': config.model_config,
-                     'backend': config.backend, 'device': config.device or '',
-                     'dtype': config.dtype}
-    bridge_values = eval_config_to_parameters(config)
+    # Policy settings left at their defaults do not override the parameter file.
+    defaults = config_to_parameters(PolicySettings(), PolicySettings)
+    policy_values = {name: value for name, value in
+                     config_to_parameters(config.policy, PolicySettings).items()
+                     if value != defaults[name]}
+    bridge_values = config_to_parameters(config, EvalConfig, exclude=BRIDGE_EXCLUDED)
     # The bridge first: it checks the results folder before a large model is loaded.
     bridge = LiberoBridgeNode(
         env_factory=env_factory, namespace=namespace, cli_args=cli_args,
@@ -147,25 +151,18 @@ def _spin_multi(bridge, nodes):
 def main(argv=None):
     """Run the evaluation through both ROS 2 nodes in one process; print the success table."""
     args = build_parser().parse_args(argv)
-    from cliprt_core.cli.eval import load_eval_config, report
-    from cliprt_core.eval import ResultsMismatchError
+    from cliprt_core.cli.eval import config_from_args, summary_only
+    from cliprt_core.eval import report, ResultsMismatchError
 
     if args.results_dir is None and args.config == 'demo':  # like cliprt-demo: a fresh folder
         args.results_dir = os.path.join('demo_results', time.strftime('ros-%Y%m%d-%H%M%S'))
     try:
-        config = load_eval_config(args)
+        config = config_from_args(args)
     except (ConfigError, FileNotFoundError) as exc:
         print(f'run_eval: {exc}', file=sys.stderr)
         return 2
     if args.summary_only:  # as cliprt-eval --summary-only: re-tabulate, no ROS
-        from cliprt_core.eval import ResultsDir
-
-        results = ResultsDir(config.default_results_dir())
-        if not results.episodes_path.exists():
-            print(f'run_eval: no {results.episodes_path}', file=sys.stderr)
-            return 2
-        print(report(results.write_summary(expected=config.episode_keys()), results))
-        return 0
+        return summary_only(config, 'run_eval')
     if config.workers > 1:
         print('run_eval: --workers is ignored: the bridge node runs one simulator',
               file=sys.stderr)
@@ -175,7 +172,9 @@ def main(argv=None):
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init()
+    from cliprt_ros.spin import ignore_stop_signals, init
+
+    init()
     nodes = []
     try:
         nodes = create_nodes(config, namespace=args.namespace,
@@ -193,6 +192,7 @@ def main(argv=None):
         print(f'run_eval: {exc}', file=sys.stderr)
         return 2
     finally:
+        ignore_stop_signals()
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -1,15 +1,43 @@
 """
-Spinning that ends cleanly on SIGINT / SIGTERM.
+Node programs that start, spin and stop cleanly, also under repeated SIGINT / SIGTERM.
 
-rclpy turns both signals into a shutdown of the context. The executor then raises
-``ExternalShutdownException`` (or ``KeyboardInterrupt``) - or, when the shutdown lands while it
-builds its wait set, an ``RCLError`` about an invalid context. All three mean "stop": only an
-error raised while the context is still valid is a real one.
+A terminal's Ctrl-C reaches a node twice (from the terminal's process group and forwarded by
+``ros2 launch``). :func:`init` therefore replaces rclpy's signal handling with one handler: the
+first SIGINT / SIGTERM shuts the context down and raises ``KeyboardInterrupt`` in the main thread
+(so a model that is still loading is abandoned); every later one is ignored, so the clean
+shutdown (model thread, simulator thread, node destruction) is never interrupted.
+
+When a shutdown lands while an executor builds its wait set, rclpy may raise ``RCLError`` about
+an invalid context instead of ``ExternalShutdownException``: both mean "stop".
 """
+
+import signal
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
+from rclpy.signals import SignalHandlerOptions
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def init(args=None):
+    """Initialise rclpy with the stop-once signal handling described above."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+    def stop(signum, frame):
+        ignore_stop_signals()
+        rclpy.try_shutdown()
+        raise KeyboardInterrupt
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+
+
+def ignore_stop_signals():
+    """From now on SIGINT / SIGTERM are ignored (the process is already stopping)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def spin_until(executor, done=None, period=0.1):
@@ -36,28 +64,33 @@ def run_node(create_node, name, spin=None, args=None):
     """
     Run one node as a program: init rclpy, build it, spin it, destroy it; return the exit code.
 
-    A node that cannot start (bad parameters, checkpoint, results folder) logs one fatal line
-    and gives 1; SIGINT / SIGTERM give 0. ``spin(executor, node)`` returns the exit code; by
-    default the node spins until ROS shuts down.
+    A node that cannot start logs one fatal line: exit code 2 for a user error (bad parameter,
+    checkpoint, results folder: a ``ValueError``), 1 otherwise. SIGINT / SIGTERM give 0.
+    ``spin(executor, node)`` returns the exit code; by default the node spins until ROS shuts
+    down.
     """
-    rclpy.init(args=args)
+    init(args)
+    node = None
     try:
-        node = create_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        rclpy.try_shutdown()
-        return 0
-    except Exception as exc:  # noqa: B902 - a startup error is a message, not a traceback
-        reason = str(exc) if isinstance(exc, ValueError) else f'{type(exc).__name__}: {exc}'
-        get_logger(name).fatal(f'cannot start: {reason}')
-        rclpy.try_shutdown()
-        return 1
-    try:
+        try:
+            node = create_node()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return 0
+        except Exception as exc:  # noqa: B902 - a startup error is a message, not a traceback
+            user_error = isinstance(exc, ValueError)
+            reason = str(exc) if user_error else f'{type(exc).__name__}: {exc}'
+            get_logger(name).fatal(f'cannot start: {reason}')
+            return 2 if user_error else 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         if spin is None:
             spin_until(executor)
             return 0
         return spin(executor, node)
+    except KeyboardInterrupt:
+        return 0
     finally:
-        node.destroy_node()
+        ignore_stop_signals()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()

@@ -1,6 +1,7 @@
 """Image <-> numpy and JointTrajectory <-> chunk conversions, plus the ROS-free safety logic."""
 
-from cliprt_core.safety import (ActionGuard, ActionSafetyConfig, Lockstep, StalenessWatchdog,
+from cliprt_core.eval.lockstep import Lockstep
+from cliprt_core.safety import (ActionGuard, ActionSafetyConfig, StalenessWatchdog,
                                 UnsafeActionError)
 import numpy as np
 import pytest

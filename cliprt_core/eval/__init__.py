@@ -12,14 +12,15 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "EvalConfig": "config", "parse_tasks": "config",
+    "EvalConfig": "config", "load_eval_config": "config", "parse_tasks": "config",
+    "report": "report",
     "ChunkFn": "episode", "Episode": "episode", "EpisodeResult": "episode",
     "EpisodeTiming": "episode", "format_error": "episode", "run_episode": "episode",
     "video_name": "episode",
     "ResultsDir": "results", "ResultsMismatchError": "results", "record_key": "results",
     "query_chunks": "runner", "run_evaluation": "runner",
     "markdown_table": "stats", "summarize": "stats", "wilson_interval": "stats",
-    "EpisodeHost": "worker", "LiberoEnvFactory": "worker",
+    "EpisodeHost": "worker", "LiberoEnvFactory": "worker", "failure_record": "worker",
 }
 __all__ = sorted(_EXPORTS)
 

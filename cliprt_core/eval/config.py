@@ -1,39 +1,45 @@
 """``EvalConfig``: what to evaluate and how (YAML under ``config/eval/``, CLI flags override)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from cliprt_core.config import ConfigError
+from cliprt_core.config import ConfigError, load_config, merge, nest, read_yaml, setting
+from cliprt_core.inference.settings import PolicySettings
 from cliprt_core.sim import protocol
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
-    """A LIBERO evaluation run. Defaults are the standard protocol (DESIGN.md section 3)."""
+    """A LIBERO evaluation run. Defaults are the standard protocol (OpenVLA / CLIP-RT+):
+    50 fixed initial states per task, 256 px agentview, seed 7, the per-suite horizon."""
 
-    suite: str = "libero_spatial"  # a suite, a comma-separated list, or "all" (the 4 standard)
-    tasks: str | list[int] = "all"  # "all", "0-9", "0,3,5" or a list of task ids
-    episodes: int = protocol.NUM_INIT_STATES  # per task: init states 0 .. episodes-1
-    workers: int = 1  # env worker processes (1: the env runs in the main process)
-    max_steps: int | None = None  # cap on the per-suite horizon (smoke runs); None: protocol
-    seed: int = protocol.GLOBAL_SEED
-    camera_size: int = protocol.CAMERA_SIZE
-    wrist_camera: bool = False  # CLIP-RT+ uses agentview only; rendering the wrist costs ~40%
-    num_dummy_steps: int = protocol.NUM_DUMMY_STEPS
-    clip_actions: bool = True  # to [-1, 1], as the OSC controller does anyway
-    binarize_gripper: bool = False  # gripper -> sign (+1 close / -1 open), as OpenVLA-OFT does
-    video: bool = False  # an MP4 per episode under <results_dir>/videos
-    results_dir: str | None = None  # default: eval_results/<policy name>
-    checkpoint: str | None = None  # a cliprt/official checkpoint or hub id
-    # architecture: of the random weights without a checkpoint (empty: cliprt-tiny), or of an
-    # official checkpoint (empty: the published ViT-H-14-378 one); see inference/factory.py
-    model_config: str = ""
-    device: str | None = None  # policy device (default: cuda if available)
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16
-    backend: str = "torch"  # torch | compile | onnx | tensorrt
-    progress: bool = True  # a progress bar with the running success rate
+    suite: str = setting("libero_spatial", "LIBERO suite: libero_spatial | libero_object | "
+                         "libero_goal | libero_10 | libero_90, a comma list, or all (the 4 "
+                         "standard suites)")
+    tasks: str | list[int] = setting("all", "task ids: 'all', '0-9' or '0,3,5'")
+    episodes: int = setting(protocol.NUM_INIT_STATES, "episodes per task: fixed initial states "
+                            f"0..n-1, at most {protocol.NUM_INIT_STATES}")
+    workers: int = setting(1, "env worker processes (1: the env runs in the main process)")
+    max_steps: int | None = setting(None, "cap on the per-suite horizon (smoke runs; not the "
+                                    "protocol); unset = the protocol horizon")
+    seed: int = setting(protocol.GLOBAL_SEED, "evaluation seed (protocol: 7)")
+    camera_size: int = setting(protocol.CAMERA_SIZE, "camera resolution in pixels (protocol: "
+                               "256)")
+    wrist_camera: bool = setting(False, "also render the wrist camera (CLIP-RT+ does not use "
+                                 "it; rendering it costs ~40% more time)")
+    num_dummy_steps: int = setting(protocol.NUM_DUMMY_STEPS, "settle steps of [0,0,0,0,0,0,-1] "
+                                   "after each reset (protocol: 10)")
+    clip_actions: bool = setting(True, "clip actions to [-1, 1] before the simulator (the OSC "
+                                 "controller does anyway)")
+    binarize_gripper: bool = setting(False, "gripper -> sign(gripper) (+1 close / -1 open), as "
+                                     "OpenVLA-OFT does")
+    video: bool = setting(False, "write an MP4 per episode under <results_dir>/videos")
+    results_dir: str | None = setting(None, "results folder (reused = resumed); empty = "
+                                      "eval_results/<policy>")
+    progress: bool = setting(True, "a progress bar with the running success rate")
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     def __post_init__(self) -> None:
         for suite in self.suites():
@@ -80,19 +86,27 @@ class EvalConfig:
         return horizon if self.max_steps is None else min(horizon, self.max_steps)
 
     def policy_name(self) -> str:
-        if self.checkpoint:
-            return Path(self.checkpoint.rstrip("/")).name.replace(".", "_") or "checkpoint"
-        return f"{self.random_model()}-random"
+        checkpoint = self.policy.checkpoint
+        if checkpoint:
+            return Path(checkpoint.rstrip("/")).name.replace(".", "_") or "checkpoint"
+        return f"{self.policy.random_model}-random"
 
     def default_results_dir(self) -> Path:
         return Path(self.results_dir) if self.results_dir else Path("eval_results") / \
             self.policy_name()
 
-    def random_model(self) -> str:
-        """The model config whose random weights run when there is no checkpoint."""
-        from cliprt_core.inference.factory import DEFAULT_RANDOM_MODEL
+    def episode_options(self) -> dict[str, Any]:
+        """The per-episode settings of :class:`~cliprt_core.eval.episode.Episode`."""
+        return {"max_steps": self.max_steps, "clip_actions": self.clip_actions,
+                "binarize_gripper": self.binarize_gripper}
 
-        return self.model_config or DEFAULT_RANDOM_MODEL
+    def env_factory(self):
+        """The (picklable) LIBERO env factory of this run's camera, seed and settle steps."""
+        from cliprt_core.eval.worker import LiberoEnvFactory
+
+        return LiberoEnvFactory(camera_size=self.camera_size, seed=self.seed,
+                                wrist_camera=self.wrist_camera,
+                                num_dummy_steps=self.num_dummy_steps)
 
     def run_settings(self) -> dict[str, Any]:
         """The protocol settings plus the selection: the common part of ``run.json``."""
@@ -102,10 +116,30 @@ class EvalConfig:
 
     def protocol_settings(self) -> dict[str, Any]:
         """What makes episodes of two runs comparable (stored in run.json, checked on resume)."""
-        return {"policy": self.checkpoint or f"random:{self.random_model()}",
+        return {"policy": self.policy.describe(),
                 "seed": self.seed, "max_steps": self.max_steps, "camera_size": self.camera_size,
                 "num_dummy_steps": self.num_dummy_steps, "clip_actions": self.clip_actions,
                 "binarize_gripper": self.binarize_gripper}
+
+
+def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] | None = None,
+                     overrides: Sequence[str] = ()) -> EvalConfig:
+    """The eval config: a file under ``config/eval/`` (or a YAML path), then ``values`` (flat
+    setting names, e.g. from CLI flags; None = unset), then ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    source = ""
+    if name_or_path:
+        from cliprt_core.paths import resolve_config_file
+
+        path = resolve_config_file("eval", name_or_path)
+        source, data = f"{path}: ", read_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}top level must be a mapping")
+    given = {name: value for name, value in (values or {}).items() if value is not None}
+    try:
+        return load_config(EvalConfig, merge(data, nest(given, EvalConfig)), overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}{exc}") from None
 
 
 def parse_tasks(tasks: str | list[int], n_tasks: int) -> list[int]:

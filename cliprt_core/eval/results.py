@@ -49,9 +49,12 @@ class ResultsDir:
         self.videos_dir = self.path / "videos"
 
     # --- run settings --------------------------------------------------------------------------
-    def check_run(self, settings: dict[str, Any]) -> None:
-        """Record the run's protocol settings, or verify they match those of the earlier run."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def check_run(self, settings: dict[str, Any], write: bool = True) -> None:
+        """Record the run's protocol settings, or verify they match those of the earlier run.
+
+        ``write=False`` only verifies (nothing is created): callers check before loading a
+        policy and record once it loaded, so a failed start leaves no run.json behind.
+        """
         if self.run_path.exists():
             previous = json.loads(self.run_path.read_text(encoding="utf-8"))
             different = {k: (previous.get(k), v) for k, v in settings.items()
@@ -62,7 +65,9 @@ class ResultsDir:
                     f"{self.path} holds results of a run with different settings ({details}); "
                     "use another --results-dir or delete it")
             settings = {**previous, **settings}
-        atomic_write_json(self.run_path, settings)
+        if write:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_path, settings)
 
     # --- episodes ------------------------------------------------------------------------------
     def append(self, result: EpisodeResult | dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,8 @@ import numpy as np
 from cliprt_core.eval.config import EvalConfig
 from cliprt_core.eval.episode import format_error
 from cliprt_core.eval.results import ResultsDir, record_key
-from cliprt_core.eval.worker import (EnvFactory, EpisodeHost, EpisodeSpec, LiberoEnvFactory,
-                                     failure_record, worker_main)
+from cliprt_core.eval.worker import (EnvFactory, EpisodeHost, EpisodeSpec, failure_record,
+                                     worker_main)
 
 BatchPolicy = Callable[[Sequence[np.ndarray], Sequence[str]], Any]
 OnEpisode = Callable[[dict[str, Any]], None]
@@ -193,11 +193,6 @@ class _Queue:
 
 
 # --- the evaluation --------------------------------------------------------------------------
-def episode_options(config: EvalConfig) -> dict[str, Any]:
-    return {"max_steps": config.max_steps, "clip_actions": config.clip_actions,
-            "binarize_gripper": config.binarize_gripper}
-
-
 def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory | None = None,
                    results_dir: str | None = None, on_episode: OnEpisode | None = None
                    ) -> dict[str, Any]:
@@ -215,9 +210,7 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
     previous = [r for r in results.records() if record_key(r) in wanted_set]
     done = {record_key(r) for r in previous}
     todo = [key for key in wanted if key not in done]
-    factory = env_factory or LiberoEnvFactory(
-        camera_size=config.camera_size, seed=config.seed, wrist_camera=config.wrist_camera,
-        num_dummy_steps=config.num_dummy_steps)
+    factory = env_factory or config.env_factory()
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     finished_now: list[dict[str, Any]] = []
@@ -225,7 +218,7 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
     slots: list = []
     try:
         if todo:
-            options = episode_options(config)
+            options = config.episode_options()
             n_hosts = min(config.workers, len(todo))
             if config.workers == 1:
                 slots = [_LocalSlot(factory, options)]

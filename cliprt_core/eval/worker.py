@@ -50,7 +50,12 @@ def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = ""
 
 
 class EpisodeHost:
-    """Runs one episode at a time on an env it owns (kept alive while the task stays the same)."""
+    """Runs one episode at a time on an env it owns (kept alive while the task stays the same).
+
+    Used by the in-process runner, the worker processes and the ROS LIBERO bridge alike. After
+    an ``("obs", ...)`` reply, :attr:`observation` holds the whole observation (cameras and
+    joint states) for hosts that publish more than the agentview image.
+    """
 
     def __init__(self, env_factory: EnvFactory, episode_options: dict[str, Any]) -> None:
         self.env_factory = env_factory
@@ -59,6 +64,7 @@ class EpisodeHost:
         self._env_key: tuple[str, int] | None = None
         self._episode: Episode | None = None
         self._spec: EpisodeSpec | None = None
+        self.observation = None
 
     def start(self, spec: EpisodeSpec, video: str | None = None) -> Reply:
         self._spec = spec
@@ -97,6 +103,7 @@ class EpisodeHost:
 
     def _reply(self, observation) -> Reply:
         episode = self._current()
+        self.observation = observation
         if observation is None:
             self._episode = None
             return ("done", episode.result().to_record())
@@ -114,7 +121,7 @@ class EpisodeHost:
         if env is not None:
             try:
                 env.close()
-            except Exception:
+            except Exception:  # closing must never stop the run
                 pass
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from typing import Any
 
 from cliprt_core.inference.backends.errors import (
     BackendError, BackendUnavailableError, EngineMismatchError, UnknownBackendError)
+from cliprt_core.inference.settings import Backend
 
 __all__ = ["BACKENDS", "BackendError", "BackendUnavailableError", "EngineMismatchError",
            "UnknownBackendError", "backend_class", "create_backend"]
 
-BACKENDS = ("torch", "compile", "onnx", "tensorrt")
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 
 
 def _locations() -> dict[str, tuple[str, str]]:

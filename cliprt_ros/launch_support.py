@@ -1,0 +1,57 @@
+"""
+What the launch files compute, as plain functions (tested without ``launch``).
+
+Launch arguments are derived from the node settings (:mod:`cliprt_ros.settings`): each one has
+the setting's help text and the default ``''`` = "not given". Only arguments the user gives
+override the ``params_file``; each is parsed and type-checked by the config system, so a bad
+value fails the launch with the argument's name instead of reaching the node.
+"""
+
+from cliprt_core.config import ConfigError, leaves
+from cliprt_ros.parameters import to_parameter
+from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig
+
+NOT_GIVEN = ''
+#: Node settings exposed as launch arguments, per launch file.
+POLICY_ARGUMENTS = ('checkpoint', 'model_config', 'backend', 'device', 'dtype')
+EVAL_ARGUMENTS = ('suite', 'tasks', 'episodes', 'max_steps', 'results_dir', 'video',
+                  'wrist_camera')
+
+
+def argument_descriptions(names):
+    """``[(name, description)]`` of launch arguments for the settings ``names``."""
+    found = {**leaves(BridgeConfig, BRIDGE_EXCLUDED), **leaves(PolicyNodeConfig)}
+    return [(name, f'{found[name].help} [default: from params_file]') for name in names]
+
+
+def policy_overrides(configurations):
+    """Parameters of ``policy_node`` for the given launch arguments (a name -> text mapping)."""
+    return _overrides(configurations, PolicyNodeConfig, POLICY_ARGUMENTS)
+
+
+def bridge_overrides(configurations):
+    """Parameters of ``libero_bridge_node``: the evaluation arguments plus the policy's
+    checkpoint and model_config (recorded in the results)."""
+    names = EVAL_ARGUMENTS + ('checkpoint', 'model_config')
+    return _overrides(configurations, BridgeConfig, names, BRIDGE_EXCLUDED)
+
+
+def exit_failure(name, returncode):
+    """Why the launch must fail after node ``name`` exited with ``returncode`` (None if fine)."""
+    if returncode in (0, None):
+        return None
+    return f'{name} exited with code {returncode}; see its log above'
+
+
+def _overrides(configurations, cls, names, exclude=()):
+    found = leaves(cls, exclude)
+    overrides = {}
+    for name in names:
+        text = configurations.get(name, NOT_GIVEN)
+        if text == NOT_GIVEN:
+            continue
+        try:
+            overrides[name] = to_parameter(found[name], found[name].parse(text))
+        except ConfigError as exc:
+            raise ConfigError(f'launch argument {name}:={text!r}: {exc}') from None
+    return overrides

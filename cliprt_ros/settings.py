@@ -1,0 +1,71 @@
+"""
+The typed settings of the cliprt nodes: one definition for parameters, YAML and launch arguments.
+
+Each node's parameters are the flat settings (:func:`cliprt_core.config.leaves`) of its config
+class; nested groups come from ``cliprt_core`` (the policy, the safety bounds, the evaluation), so
+a setting shared with ``cliprt-eval`` or the Python API is defined exactly once. No rclpy here:
+launch files and tests import this module too.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cliprt_core.actions.space import CONTROL_PERIOD
+from cliprt_core.config import setting
+from cliprt_core.eval.config import EvalConfig
+from cliprt_core.inference.settings import PolicySettings
+from cliprt_core.safety import ActionSafetyConfig
+
+ImageQos = Literal['sensor_data', 'reliable']
+
+
+@dataclass(frozen=True)
+class PolicyNodeConfig:
+    """Parameters of ``policy_node``: the policy, the safety bounds and the node's I/O."""
+
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    safety: ActionSafetyConfig = field(default_factory=ActionSafetyConfig)
+    image_qos: ImageQos = setting('sensor_data', 'camera QoS: sensor_data (best effort, depth '
+                                  '1; cameras) | reliable (simulator lockstep)')
+    action_frame_id: str = setting('base_link', 'header.frame_id of action_chunk: the frame the '
+                                   'deltas are expressed in')
+    control_period: float = setting(CONTROL_PERIOD, 'seconds between the points of a chunk '
+                                    '(time_from_start)')
+    enabled: bool = setting(True, 'publish actions (also the ~/enable service); false = answer '
+                            'nothing')
+    warmup: bool = setting(True, 'run one dummy query at start-up so the first real answer is '
+                           'fast')
+
+    def __post_init__(self):
+        """Reject a non-positive control period."""
+        if self.control_period <= 0:
+            from cliprt_core.config import ConfigError
+
+            raise ConfigError(f'control_period must be > 0, got {self.control_period}')
+
+
+#: Parameters that may change while the node runs.
+POLICY_NODE_DYNAMIC = ('enabled',)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Parameters of ``libero_bridge_node``: the evaluation plus the bridge's own I/O."""
+
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    image_qos: ImageQos = setting('reliable', 'QoS of the image topics: reliable (lockstep) | '
+                                  'sensor_data')
+    camera_frame_id: str = setting('agentview_camera', 'header.frame_id of camera/image_raw')
+    wrist_frame_id: str = setting('wrist_camera', 'header.frame_id of wrist/image_raw')
+    chunk_timeout: float = setting(30.0, 'seconds an observation may stay unanswered before the '
+                                   'episode ends as a failure')
+    resend_period: float = setting(2.0, 'republish an unanswered observation (same stamp) every '
+                                   'this many seconds; 0 = never')
+    discovery_timeout: float = setting(60.0, 'seconds to wait for a policy node before giving '
+                                       'up')
+    exit_when_done: bool = setting(True, 'exit the process after the last episode')
+
+
+#: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
+#: does not load the policy (checkpoint and model_config are recorded in the results only).
+BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed')
