@@ -197,10 +197,13 @@ class NodeProcess:
             time.sleep(0.05)
         return False
 
-    def terminate(self, sig=signal.SIGTERM, timeout=15.0):
-        """Send ``sig``; return the exit code (``None`` if it did not exit in ``timeout``)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+    def terminate(self, sig=signal.SIGTERM, timeout=15.0, repeat=1):
+        """Send ``sig`` (``repeat`` times, 50 ms apart, as a terminal's Ctrl-C under ros2 launch
+        arrives twice); return the exit code (``None`` if it did not exit in ``timeout``)."""
+        for _ in range(repeat):
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                time.sleep(0.05)
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

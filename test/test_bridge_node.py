@@ -190,12 +190,13 @@ def test_installed_bridge_validates_parameters_waits_for_a_policy_and_stops_on_s
         '-r', f'__ns:={unique_namespace()}', '-p', 'suite:=libero_100', *common], tmp_path)
     try:
         assert waiting.wait_for_output('waiting for a policy node', 60), waiting.output()
-        assert waiting.terminate(signal.SIGTERM) == 0, waiting.output()
+        assert waiting.terminate(signal.SIGTERM, repeat=2) == 0, waiting.output()
         assert alone.proc.wait(timeout=60) == 1, alone.output()
-        assert 'giving up' in alone.output()
+        assert 'no policy node' in alone.output() and 'stopping' in alone.output()
         summary = json.loads((tmp_path / 'b' / 'summary.json').read_text())
         assert summary['missing_episodes'] == 1 and not summary['complete']
-        assert invalid.proc.wait(timeout=60) == 1, invalid.output()
+        assert 'no policy node' in summary['run']['stopped']
+        assert invalid.proc.wait(timeout=60) == 2, invalid.output()
         assert "unknown LIBERO suite 'libero_100'" in invalid.output()
         for proc in (waiting, alone, invalid):
             assert 'Traceback' not in proc.output(), proc.output()

@@ -289,12 +289,16 @@ def test_cli_config_precedence_and_summary_only(tmp_path, capsys):
     from cliprt_core.cli import eval as eval_cli
 
     parse = eval_cli.build_parser().parse_args
-    cfg = eval_cli.load_eval_config(parse(["--config", "libero_10", "--episodes", "3",
-                                           "--no-video", "workers=4"]))
+    cfg = eval_cli.config_from_args(parse(["--config", "libero_10", "--episodes", "3",
+                                           "--no-video", "workers=4", "--backend", "onnx"]))
     assert (cfg.suite, cfg.episodes, cfg.video, cfg.workers) == ("libero_10", 3, False, 4)
-    cfg = eval_cli.load_eval_config(parse(["--config", "smoke", "--episodes", "3",
-                                           "episodes=1"]))
+    assert cfg.policy.backend == "onnx"  # a nested setting, still a flat flag
+    cfg = eval_cli.config_from_args(parse(["--config", "smoke", "--episodes", "3",
+                                           "episodes=1", "policy.dtype=fp16"]))
     assert (cfg.tasks, cfg.episodes, cfg.max_steps) == ("0-1", 1, 16)  # file < flag < key=value
+    assert cfg.policy.dtype == "fp16"
+    with pytest.raises(SystemExit):  # choices come from the setting's type
+        parse(["--backend", "tensorflow"])
     assert eval_cli.main(["--config", "libero_10", "episodez=3"]) == 2
     assert "episodez" in capsys.readouterr().err
     # re-tabulate a results folder without running anything

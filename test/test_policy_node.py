@@ -157,6 +157,45 @@ def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node):
     from cliprt_ros.conversions import trajectory_to_chunk
     np.testing.assert_array_equal(trajectory_to_chunk(msg),
                                   _expected(tiny_policy(), 'pick up the ketchup', rgb))
+    # A withheld action (logged as an error), then bad messages (warnings), in both orders:
+    # rclpy refuses two severities from one logging call site, which once killed the node.
+    wide = rgb_to_image(np.zeros((2, 4097, 3), np.uint8), driver.now())
+    for message, counter, total in ((wide, 'withheld', 1), (bad, 'rejected', 5),
+                                    (wide, 'withheld', 2)):
+        message.header.stamp = driver.now()
+        driver.send(message)
+        assert spin_until(executor, lambda: node.stats[counter] == total, ANSWER_S)
+        node._log_times.clear()  # no throttling: every message reaches the logger
+    assert 'too large' in node.last_reason or '4097' in node.last_reason
+    _ask(executor, driver, random_image(4))
+
+
+def test_instruction_from_a_default_qos_publisher_as_ros2_topic_pub_sends(make_node):
+    """`ros2 topic pub` publishes reliable + volatile: it must match the node's subscription."""
+    from std_msgs.msg import String
+
+    executor, node, driver = make_node()
+    publisher = driver.node.create_publisher(String, 'instruction', 10)  # default QoS
+    assert spin_until(executor, lambda: publisher.get_subscription_count() >= 1, DISCOVERY_S)
+    publisher.publish(String(data='open the top drawer'))
+    assert spin_until(executor, lambda: node.instruction == 'open the top drawer', DISCOVERY_S)
+    assert node.stats['instructions'] == 1  # one instruction, however many subscriptions
+    _ask(executor, driver, random_image(6))
+
+
+def test_disabled_node_keeps_watching_its_camera(make_node):
+    """While disabled, arriving images still count as fresh: no false 'camera stale'."""
+    from rclpy.parameter import Parameter
+
+    executor, node, driver = make_node(stale_image_timeout=0.3)
+    _instruct(executor, node, driver)
+    _ask(executor, driver, random_image(0))
+    node.set_parameters([Parameter('enabled', value=False)])
+    for seed in range(8):
+        driver.send_image(random_image(seed))
+        spin_for(executor, 0.1)
+    assert node.stats['disabled'] >= 4
+    assert not node.watchdog.stale
 
 
 def test_stale_and_unstamped_images_are_never_answered(make_node):
@@ -329,6 +368,9 @@ def test_installed_executable_serves_survives_bad_input_and_stops_on_signals(
     broken = NodeProcess(installed, 'policy_node', [
         '-r', f'__ns:={unique_namespace()}', '-p', f'checkpoint:={tmp_path / "missing.pt"}'],
         tmp_path)
+    typo = NodeProcess(installed, 'policy_node', [  # a misspelled parameter never falls back
+        '-r', f'__ns:={unique_namespace()}', '-p', f'chekpoint:={tmp_path / "model.pt"}'],
+        tmp_path)
     driver = Driver(namespace)
     executor = SingleThreadedExecutor()
     executor.add_node(driver.node)
@@ -353,17 +395,21 @@ def test_installed_executable_serves_survives_bad_input_and_stops_on_signals(
         for seed in range(30):  # SIGTERM while images are pouring in (a shutdown race)
             driver.send_image(random_image(seed))
             executor.spin_once(timeout_sec=0.002)
-        assert main.terminate(signal.SIGTERM) == 0, main.output()
+        assert main.terminate(signal.SIGTERM, repeat=2) == 0, main.output()
 
         assert other.wait_for_output('ready:', 90), other.output()
-        assert other.terminate(signal.SIGINT) == 0, other.output()
+        assert 'RANDOM weights of cliprt-tiny' in other.output()  # loud, never silent
+        # Ctrl-C in a terminal under ros2 launch: SIGINT twice in quick succession
+        assert other.terminate(signal.SIGINT, repeat=2) == 0, other.output()
 
-        assert broken.proc.wait(timeout=90) == 1, broken.output()
+        assert broken.proc.wait(timeout=90) == 2, broken.output()
         assert 'missing.pt' in broken.output()
-        for proc in (main, other, broken):
+        assert typo.proc.wait(timeout=90) == 2, typo.output()
+        assert 'unknown parameter(s) for policy_node: chekpoint' in typo.output()
+        for proc in (main, other, broken, typo):
             assert 'Traceback' not in proc.output(), proc.output()
     finally:
         executor.shutdown()
         driver.destroy()
-        for proc in (main, other, broken):
+        for proc in (main, other, broken, typo):
             proc.kill()

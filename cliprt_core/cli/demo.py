@@ -16,43 +16,41 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from cliprt_core.cli.options import add_config_flags, given_flags
 from cliprt_core.config import ConfigError
+from cliprt_core.eval.config import EvalConfig, load_eval_config
+
+# One episode of one task, in this process: these settings are not the demo's to choose.
+_FIXED = ("tasks", "episodes", "workers", "progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cliprt-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="checkpoint path or hub id (default: random tiny)")
-    parser.add_argument("--suite", default=None, help="LIBERO suite (default libero_spatial)")
+    add_config_flags(parser, EvalConfig, exclude=_FIXED)
     parser.add_argument("--task", type=int, default=None, help="task id (default 0)")
-    parser.add_argument("--max-steps", dest="max_steps", type=int, default=None,
-                        help="policy steps (default 48 from config/eval/demo.yaml)")
-    parser.add_argument("--camera-size", dest="camera_size", type=int, default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--results-dir", dest="results_dir", default=None,
-                        help="default demo_results/<timestamp>")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from cliprt_core.cli.eval import eval_config, load_policy, report
+    from cliprt_core.cli.eval import load_policy
+    from cliprt_core.eval.report import report
+    from cliprt_core.inference.factory import PolicyLoadError
 
     results_dir = args.results_dir or str(Path("demo_results") / time.strftime("%Y%m%d-%H%M%S"))
-    values = {"checkpoint": args.checkpoint, "suite": args.suite,
+    values = {**given_flags(args, EvalConfig, exclude=_FIXED), "results_dir": results_dir,
               "tasks": None if args.task is None else str(args.task),
-              "max_steps": args.max_steps, "camera_size": args.camera_size,
-              "device": args.device, "results_dir": results_dir, "workers": 1, "episodes": 1,
-              "progress": False}
+              "workers": 1, "episodes": 1, "progress": False}
     try:
-        config = eval_config("demo", values)
-    except (ConfigError, FileNotFoundError) as exc:
+        config = load_eval_config("demo", values)
+        policy = load_policy(config, prog="cliprt-demo")
+    except (ConfigError, FileNotFoundError, PolicyLoadError) as exc:
         print(f"cliprt-demo: {exc}", file=sys.stderr)
         return 2
     from cliprt_core.eval.results import ResultsDir
     from cliprt_core.eval.runner import run_evaluation
 
-    policy = load_policy(config, prog="cliprt-demo")
     suite, task_id, _ = config.episode_keys()[0]
     print(f"cliprt-demo: {suite} task {task_id}, {config.horizon(suite)} policy steps, "
           f"{config.camera_size}px, policy on {policy.device} -> {results_dir}", file=sys.stderr)

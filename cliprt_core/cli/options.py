@@ -41,7 +41,8 @@ def _kind(leaf: Leaf) -> dict[str, Any]:
 
 
 def _help(leaf: Leaf) -> str:
+    text = leaf.help.replace("%", "%%")  # argparse formats help strings with %
     default = leaf.default
     if default in (None, "") or isinstance(default, bool):
-        return leaf.help
-    return f"{leaf.help} (default: {default})"
+        return text
+    return f"{text} (default: {default})"
