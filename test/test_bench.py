@@ -108,7 +108,7 @@ def test_cli_inference_subcommand_equals_the_default_and_user_errors_exit_2(caps
     assert record["bench"] == "cache" and record["cached"]["n"] == 1
     assert bench_cli.main(["--model", "no-such-model", "--iters", "1"]) == 2
     err = capsys.readouterr().err
-    assert "cliprt-bench inference: error: no models config 'no-such-model'" in err
+    assert "cliprt-bench inference: error: no model config 'no-such-model'" in err
     assert "Traceback" not in err
     with pytest.raises(SystemExit) as exc:
         bench_cli.main(["--help"])
