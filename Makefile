@@ -4,7 +4,7 @@
 #   make test     venv + sysdeps, then pytest (PYTEST_ARGS="-k foo -x" to pass options)
 #   make demo     run the end-to-end demo (CHECKPOINT=path/to/ckpt optional)
 #   make colcon   colcon build of this repo into build/ and install/ (colcon from .venv)
-#   make bench    inference benchmarks
+#   make bench    inference benchmarks (BENCH_ARGS="data ..." / "sim ...": loader / simulator)
 #   make gpu-extras  TensorRT Python package (GPU machines only; never installed by default)
 #   make lock     regenerate requirements/constraints.txt from a scratch venv
 #   make clean / distclean

@@ -62,7 +62,9 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['cliprt_core', 'cliprt_core.*',
                                     'cliprt_ros', 'cliprt_ros.*']),
-    package_data={'cliprt_core': ['actions/vocabularies/*.json']},
+    # Data the library itself reads (not user-facing config): found next to the code, so it
+    # resolves from a source checkout, a pip install and a colcon install alike.
+    package_data={'cliprt_core': ['actions/vocabularies/*.json', 'model/configs/*.yaml']},
     data_files=_data_files(),
     install_requires=['numpy', 'pyyaml'],
     extras_require={

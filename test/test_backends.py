@@ -17,6 +17,7 @@ from cliprt_core.inference.backends import (BackendUnavailableError, EngineMisma
 from cliprt_core.inference.backends.artifacts import weights_fingerprint
 from cliprt_core.inference.backends.onnx_export import (export_onnx, onnx_input_dtype,
                                                         read_metadata)
+from cliprt_core.inference.backends.onnx_verify import OnnxVerificationError, verify_onnx
 from cliprt_core.inference.backends.tensorrt_engine import plan_typing, read_engine, sidecar
 
 ort = pytest.importorskip("onnxruntime")
@@ -281,6 +282,15 @@ def test_cliprt_export_cli(tmp_path, capsys):
         assert code == 1 and "TensorRT" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export_cli.main(["--output", str(out)])  # no source
+
+
+def test_verify_onnx_returns_the_difference_and_raises_beyond_tolerance(torch_chunk, tmp_path):
+    path = export_onnx(torch_chunk, tmp_path / "chunk.onnx")
+    assert 0.0 <= verify_onnx(torch_chunk, path) < PARITY
+    with pytest.raises(OnnxVerificationError, match="disagrees with torch"):
+        verify_onnx(torch_chunk, path, tolerance=-1.0)  # any difference is too large
+    half = Policy(copy.deepcopy(torch_chunk.model), device="cpu", dtype=torch.bfloat16)
+    assert verify_onnx(half, path) is None  # bf16: ONNX Runtime cannot run it, nothing checked
 
 
 def test_bf16_export_is_valid_onnx_with_bf16_numerics(torch_chunk, tmp_path):

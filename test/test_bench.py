@@ -1,14 +1,22 @@
-"""cliprt-bench: fair interleaved timing, statistics, the cache-vs-naive and backend benchmarks
-(tiny model, a few iterations: correctness of the records, never timing assertions)."""
+"""cliprt-bench: fair interleaved timing, statistics, the cache-vs-naive and backend benchmarks,
+the data-loader and simulator benchmarks, and the ROS round trip (python -m cliprt_ros.bench);
+tiny model, a few iterations: correctness of the records, never timing assertions."""
 import json
+import os
+from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 
 from cliprt_core.bench import interleaved_timings, run_backend_benchmark, run_cache_benchmark
 from cliprt_core.bench.common import is_published_architecture, published_reference
-from cliprt_core.bench.report import backend_table, cache_table
+from cliprt_core.bench.report import backend_table, cache_table, sim_table
+from cliprt_core.bench.sim_bench import throughput_row
 from cliprt_core.cli import bench as bench_cli
+from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 from cliprt_core.model.configuration import load_model_config
 
 
@@ -91,3 +99,106 @@ def test_cli_prints_json_lines_and_a_table(capsys, tmp_path):
     assert "actions/s" in err
     with pytest.raises(SystemExit):
         bench_cli.main(["--batch", "0"])
+
+
+def test_cli_inference_subcommand_equals_the_default_and_user_errors_exit_2(capsys):
+    assert bench_cli.main(["inference", "--model", "cliprt-tiny", "--iters", "1",
+                           "--warmup", "0"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["bench"] == "cache" and record["cached"]["n"] == 1
+    assert bench_cli.main(["--model", "no-such-model", "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cliprt-bench inference: error: no model config 'no-such-model'" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        bench_cli.main(["--help"])
+    assert exc.value.code == 0 and "{inference,data,sim}" in capsys.readouterr().out
+
+
+DATA_ARGS = ["--workers", "0", "--crops", "32", "--batch", "4", "--batches", "2",
+             "--tiny-batch", "4", "--threads", "1"]
+
+
+def test_data_benchmark_on_synthetic_files(tmp_path, capsys):
+    out = tmp_path / "data.json"
+    assert bench_cli.main(["data", *DATA_ARGS, "--image-size", "48", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("data: 2 files, 8 demos, images (48, 48, 3); batch 4")
+    assert any(line.startswith("loader  crop  32  workers  0:") for line in lines)
+    results = json.loads(out.read_text())
+    assert results["images"] == [48, 48, 3] and results["threads"] == 1
+    (row,) = results["loader"]
+    assert row["crop"] == 32 and row["workers"] == 0 and row["samples_per_s"] > 0
+    tiny = results["tiny_step"]
+    assert tiny["model"] == "cliprt-tiny" and tiny["batch"] == 4 and tiny["device"] == "cpu"
+    assert tiny["samples_per_s"] == pytest.approx(4 / tiny["step_s"])
+    if not torch.cuda.is_available():
+        assert results["gpu_step"] is None and "skipped (no CUDA device)" in lines[-1]
+
+
+def test_data_benchmark_on_given_files_and_a_bad_path(tmp_path, capsys):
+    task = "open the top drawer"
+    write_libero_hdf5(tmp_path / libero_file_name(task), num_demos=3, length=12,
+                      image_size=40, layout="original", instruction=task)
+    assert bench_cli.main(["data", *DATA_ARGS, "--data", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("data: 1 files, 3 demos, images (40, 40, 3)")
+    assert bench_cli.main(["data", *DATA_ARGS, "--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cliprt-bench data: error:") and "missing" in err
+
+
+def test_sim_throughput_row_and_table():
+    summary = {"overall": {"episodes": 2, "errors": 0},
+               "timing": {"policy_steps": 60, "reset_s": 4.0, "sim_s": 5.0, "policy_s": 1.0}}
+    row = throughput_row(summary, wall_s=10.0, workers=1)
+    assert row["env_steps_per_s"] == 8.0  # (60 policy + 2 x 10 settle steps) / 10 s
+    assert row["policy_steps_per_s"] == 6.0 and row["sim_only_steps_per_s"] == 12.0
+    assert row["per_episode_s"] == {"reset_s": 2.0, "sim_s": 2.5, "policy_s": 0.5}
+    assert row["share"] == {"reset": 0.4, "sim": 0.5, "policy": 0.1}
+    faster = throughput_row(summary, wall_s=5.0, workers=2)
+    lines = sim_table([row, faster]).splitlines()
+    assert lines[0].split() == ["workers", "episodes", "wall", "s", "env", "st/s", "pol", "st/s",
+                                "ratio", "reset", "sim", "policy"]
+    assert lines[2].split() == ["1", "2", "10.0", "8.00", "6.00", "1.00", "40.0%", "50.0%",
+                                "10.0%"]
+    assert lines[3].split()[:6] == ["2", "2", "5.0", "16.00", "12.00", "2.00"]
+
+
+@pytest.mark.slow
+def test_sim_benchmark_runs_the_real_evaluation(capsys):
+    from cliprt_core.sim import libero_available
+
+    if not libero_available():
+        pytest.skip("LIBERO is not installed")
+    assert bench_cli.main(["sim", "--workers", "1", "--episodes", "1", "--max-steps", "2",
+                           "--camera-size", "64"]) == 0
+    out, err = capsys.readouterr()
+    (row,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert row["workers"] == 1 and row["episodes"] == 1 and row["errors"] == 0
+    assert 0 < row["policy_steps"] <= 2 and row["env_steps_per_s"] > 0
+    assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.01)
+    assert "env st/s" in err
+
+
+@pytest.mark.slow
+def test_ros_round_trip_benchmark_module(tmp_path):
+    from ros_utils import REPO, rclpy_available
+
+    if not rclpy_available():
+        pytest.skip("rclpy is not installed")
+    out = tmp_path / "ros.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "cliprt_ros.bench", "--queries", "3",
+                           "--size", "64", "--modes", "in-process", "ros-1proc",
+                           "--json", str(out)], cwd=Path(out).parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["size"] == 64 and results["model"] == "cliprt-tiny"
+    assert results["in-process"]["queries"] == 3 and "ros-1proc-mte" not in results
+    ros = results["ros-1proc"]
+    assert ros["queries"] == 3 and ros["median_ms"] > 0
+    assert ros["overhead_ms"] == pytest.approx(ros["median_ms"] - ros["in_process_median_ms"],
+                                               abs=1e-3)
+    assert "ros-1proc" in proc.stdout and "overhead ms" in proc.stdout

@@ -13,7 +13,7 @@ from cliprt_core.data import (CHUNK_PAD_VALUE, DataConfig, DataError, DemoDatase
                               EpochBatchSampler, build_datasets, find_hdf5_files,
                               instruction_from_filename, make_loader, read_file_info, split_demos)
 from cliprt_core.data.libero_hdf5 import noop_mask
-from libero_hdf5 import libero_file_name, write_libero_hdf5
+from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 
 SPATIAL = "pick up the black bowl next to the ramekin and place it on the plate"
 

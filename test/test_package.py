@@ -119,6 +119,24 @@ def test_data_files_cover_config_and_launch(setup_dist):
         assert listed[rel] == f'share/cliprt_ros/{Path(rel).parent.as_posix()}'
 
 
+def test_model_configs_are_package_data(setup_dist, tmp_path, monkeypatch):
+    from cliprt_core.model import list_model_configs, load_model_config
+    from cliprt_core.model.configuration import MODEL_CONFIG_DIR
+
+    assert MODEL_CONFIG_DIR == REPO / 'cliprt_core' / 'model' / 'configs'
+    assert 'model/configs/*.yaml' in setup_dist.package_data['cliprt_core']
+    assert not (REPO / 'config' / 'models').exists()  # config/ holds only user-facing YAML
+    names = list_model_configs()
+    assert names == sorted(p.stem for p in MODEL_CONFIG_DIR.glob('*.yaml'))
+    assert {'cliprt-tiny', 'cliprt-tiny-discrete', 'cliprt-plus-vit-h-14-378'} <= set(names)
+    # Independent of the user's config folder and of the working directory.
+    monkeypatch.setenv('CLIPRT_CONFIG_DIR', str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert [load_model_config(name).name for name in names] == names
+    with pytest.raises(FileNotFoundError, match="no model config 'cliprt-huge'.*cliprt-tiny"):
+        load_model_config('cliprt-huge')
+
+
 # --------------------------------------------------------------------------- colcon builds
 
 _PROBE = """
@@ -131,6 +149,13 @@ print(json.dumps({
     'core': importlib.util.find_spec('cliprt_core').origin,
     'ros': importlib.util.find_spec('cliprt_ros').origin,
     'scripts': sorted(ep.name for ep in dist.entry_points if ep.group == 'console_scripts'),
+}))
+from cliprt_core.model import list_model_configs, load_model_config
+from cliprt_core.model.configuration import model_config_path
+print(json.dumps({
+    'model_configs': list_model_configs(),
+    'tiny_config': str(model_config_path('cliprt-tiny')),
+    'tiny_name': load_model_config('cliprt-tiny').name,
 }))
 """
 
@@ -159,7 +184,8 @@ def _colcon_build(base, *extra_args):
     probe = subprocess.run(['bash', '-c', script], cwd=base, env=dict(env, CLIPRT_PROBE=_PROBE),
                            capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
-    info = json.loads(probe.stdout.strip().splitlines()[-1])
+    lines = probe.stdout.strip().splitlines()
+    info = {**json.loads(lines[-2]), **json.loads(lines[-1])}
     info['install'] = base / 'install'
     return info
 
@@ -204,6 +230,12 @@ def test_colcon_build_installs_package(colcon_install):
     vocab = sorted(p.name for p in (REPO / 'cliprt_core/actions/vocabularies').glob('*.json'))
     installed = sorted(p.name for p in (site / 'cliprt_core/actions/vocabularies').glob('*.json'))
     assert installed == vocab
+    # Model configs are package data: resolved by name from the installed cliprt_core.
+    models = sorted(p.stem for p in (REPO / 'cliprt_core/model/configs').glob('*.yaml'))
+    assert 'cliprt-tiny' in models and colcon_install['model_configs'] == models
+    tiny = site / 'cliprt_core/model/configs/cliprt-tiny.yaml'
+    assert Path(colcon_install['tiny_config']) == tiny
+    assert colcon_install['tiny_name'] == 'cliprt-tiny'
     for node_module in (REPO / PKG).glob('*.py'):
         assert (site / PKG / node_module.name).is_file()
 
@@ -213,6 +245,8 @@ def test_colcon_symlink_install_links_back_to_sources(colcon_symlink_install):
     # Editing a source file must be visible without rebuilding: code and data resolve to the repo.
     assert Path(colcon_symlink_install['core']).resolve() == REPO / 'cliprt_core' / '__init__.py'
     assert Path(colcon_symlink_install['ros']).resolve() == REPO / PKG / '__init__.py'
+    tiny = REPO / 'cliprt_core/model/configs/cliprt-tiny.yaml'
+    assert Path(colcon_symlink_install['tiny_config']).resolve() == tiny
     share = prefix / 'share' / PKG
     assert (share / 'package.xml').resolve() == REPO / 'package.xml'
     for rel in _repo_data_files():

@@ -12,6 +12,7 @@ from cliprt_core.checkpoint import load_model
 from cliprt_core.checkpoint.safe_load import safe_torch_load
 from cliprt_core.cli import train as train_cli
 from cliprt_core.config import ConfigError, load_config
+from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 from cliprt_core.inference import Policy
 from cliprt_core.model import create_model, load_model_config
 from cliprt_core.paths import config_dir
@@ -19,7 +20,6 @@ from cliprt_core.train import (TrainConfig, Trainer, load_train_config, masked_l
                                sigmoid_contrastive)
 from cliprt_core.train.optim import WarmupCosine, param_groups
 from cliprt_core.train.trainer import micro_batch_geometry
-from libero_hdf5 import libero_file_name, write_libero_hdf5
 
 TASK = "put the bowl on the plate"
 

@@ -62,7 +62,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     from cliprt_core.atomic import read_jsonl
     from cliprt_core.checkpoint.safe_load import safe_torch_load
     from cliprt_core.train import Trainer, load_train_config
-    from libero_hdf5 import libero_file_name, write_libero_hdf5
+    from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 
     data = tmp_path / "data"
     for seed, task in enumerate(["open the drawer", "close the drawer"]):

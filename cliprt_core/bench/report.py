@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
 
 def write_json_line(record: dict[str, Any], stream: TextIO) -> None:
+    """One record as one JSON line, flushed at once (a long benchmark reports as it goes)."""
     stream.write(json.dumps(record, sort_keys=False) + "\n")
     stream.flush()
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Right-aligned text table: a header line, a rule, then one line per row."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
@@ -23,7 +25,7 @@ def cache_table(records: Iterable[dict[str, Any]]) -> str:
              f"{r['naive']['p90_ms']:.2f}", f"{r['ratio_p50']:.2f}x"] for r in records]
     headers = ["model", "device", "dtype", "cached p50 ms", "cached p90 ms", "naive p50 ms",
                "naive p90 ms", "naive/cached"]
-    return "act(): instruction cache vs naive re-encoding\n" + _table(headers, rows)
+    return "act(): instruction cache vs naive re-encoding\n" + table(headers, rows)
 
 
 def backend_table(records: Iterable[dict[str, Any]]) -> str:
@@ -41,7 +43,7 @@ def backend_table(records: Iterable[dict[str, Any]]) -> str:
     headers = ["model", "device", "dtype", "backend", "batch", "p50 ms", "p99 ms",
                "ms/chunk", "actions/s", "vs torch", "max|diff|"]
     text = "backends (latency per batched call; actions/s = chunk of 8 per query)\n"
-    text += _table(headers, rows)
+    text += table(headers, rows)
     reference = next((r for r in records if "published_hz" in r), None)
     if reference is not None:
         text += (f"\nreference: published CLIP-RT+ {reference['published_hz']} Hz "
@@ -51,3 +53,16 @@ def backend_table(records: Iterable[dict[str, Any]]) -> str:
     if notes:
         text += "\n" + "\n".join(notes)
     return text
+
+
+def sim_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Text table of ``cliprt-bench sim`` rows; the ratio is against the first row."""
+    base = rows[0]["env_steps_per_s"]
+    headers = ["workers", "episodes", "wall s", "env st/s", "pol st/s", "ratio", "reset", "sim",
+               "policy"]
+    body = [[str(r["workers"]), str(r["episodes"]), f"{r['wall_s']:.1f}",
+             f"{r['env_steps_per_s']:.2f}", f"{r['policy_steps_per_s']:.2f}",
+             f"{r['env_steps_per_s'] / base:.2f}",
+             *(f"{100 * r['share'][k]:.1f}%" for k in ("reset", "sim", "policy"))]
+            for r in rows]
+    return table(headers, body)

@@ -18,9 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-import torch
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cliprt-export", description=__doc__,
@@ -50,28 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def verify_onnx(policy: Any, path: Path) -> float:
-    """Max |ONNX Runtime - torch| over random batches of 1 and 3 (the batch is dynamic)."""
-    from cliprt_core.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-    backend = OnnxRuntimeBackend(policy, onnx_path=path)
-    worst = 0.0
-    generator = torch.Generator().manual_seed(0)
-    size, dim = policy.model.image_size, policy.model.embed_dim
-    with torch.inference_mode():
-        for batch in (1, 3):
-            pixels = torch.randn(batch, 3, size, size, generator=generator)
-            prompts = torch.randn(batch, dim, generator=generator)
-            pixels = pixels.to(policy.device, policy.dtype)
-            prompts = prompts.to(policy.device, policy.dtype)
-            expected = policy.graph(pixels, prompts).float().cpu().numpy()
-            got = backend(pixels, prompts).float().cpu().numpy()
-            if got.shape != expected.shape:
-                raise RuntimeError(f"ONNX output shape {got.shape} != torch {expected.shape}")
-            worst = max(worst, float(np.abs(got - expected).max()))
-    return worst
-
-
 def _policy(args: argparse.Namespace):
     from cliprt_core.inference.factory import build_policy
 
@@ -81,6 +56,7 @@ def _policy(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from cliprt_core.inference.backends.onnx_export import export_onnx
+    from cliprt_core.inference.backends.onnx_verify import verify_onnx
 
     result: dict[str, Any] = {}
     if args.onnx:
@@ -90,13 +66,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         onnx_path = export_onnx(policy, args.output, opset=args.opset,
                                 external_data=args.external_data)
         result.update(onnx=str(onnx_path), model=policy.config.name, dtype=args.dtype)
-        if args.verify and policy.dtype != torch.bfloat16:
-            tolerance = 1e-3 if policy.dtype == torch.float32 else 5e-2
-            diff = verify_onnx(policy, onnx_path)
-            result["max_abs_diff_vs_torch"] = diff
-            if diff > tolerance:
-                raise RuntimeError(f"ONNX Runtime disagrees with torch: max |diff| {diff:.3g} > "
-                                   f"{tolerance}")
+        if args.verify:
+            diff = verify_onnx(policy, onnx_path)  # None: a bf16 graph cannot be checked
+            if diff is not None:
+                result["max_abs_diff_vs_torch"] = diff
     if args.engine:
         from cliprt_core.inference.backends.tensorrt_engine import build_engine
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from cliprt_core.config import ConfigError, load_config
-from cliprt_core.paths import resolve_config_file
+from cliprt_core.paths import config_names, resolve_config_file
 
+#: One YAML per architecture, shipped inside the package (as open_clip ships its model configs).
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_PROMPT = "what motion should the robot arm perform to complete the instruction '{}'?"
 
 
@@ -64,7 +67,17 @@ class CLIPRTConfig:
         return self.prompt_template.format(instruction.strip().lower())
 
 
+def list_model_configs() -> list[str]:
+    """Names of the model configs shipped with cliprt (``cliprt-tiny``, ...), sorted."""
+    return config_names(MODEL_CONFIG_DIR)
+
+
+def model_config_path(name_or_path: str | os.PathLike) -> Path:
+    """The YAML of a shipped model config name, or ``name_or_path`` itself if it is a file."""
+    return resolve_config_file("model", name_or_path, MODEL_CONFIG_DIR)
+
+
 def load_model_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None
                       ) -> CLIPRTConfig:
-    """Load a model config by name (``config/models/<name>.yaml``) or path."""
-    return load_config(CLIPRTConfig, resolve_config_file("models", name_or_path), overrides or [])
+    """Load a model config by name (one of :func:`list_model_configs`) or path."""
+    return load_config(CLIPRTConfig, model_config_path(name_or_path), overrides or [])

@@ -1,7 +1,10 @@
-"""Write small LIBERO demonstration HDF5 files in the exact on-disk layouts (DESIGN.md section 4).
+"""Synthetic LIBERO demonstration HDF5 files in the exact on-disk layouts (DESIGN.md section 4).
 
-Independent of ``cliprt_core`` on purpose (it only uses numpy and h5py), so tests of the reader
-check it against the published layout, not against itself. Two layouts:
+For tests, benchmarks and trying the training pipeline without LIBERO's datasets: writes small
+files (a few demos of smooth actions and clearly changing frames) that real LIBERO readers accept.
+The module depends only on numpy and h5py, not on the rest of ``cliprt_core``, so the tests of
+the reader (:mod:`cliprt_core.data.libero_hdf5`) check it against the published layout, not
+against itself. Two layouts:
 
 ``layout="original"`` (LIBERO's own files, ``{task}_demo.hdf5``)
     ``data`` attrs ``problem_info`` (JSON with ``language_instruction``), ``env_args`` (JSON),
