@@ -137,8 +137,8 @@ def test_discrete_loss_is_the_sigmoid_contrastive_formula(models, demos):
         output = head.training_output(model, image, prompt,
                                       *head.training_inputs(model, batch, cpu))
         loss = head.loss(output, batch, LossStep())
-        vocabulary = F.normalize(model.encode_text(model.tokenize(head.vocabulary.phrases)),
-                                dim=-1)
+        phrase_tokens = model.tokenize(head.vocabulary.phrases)
+        vocabulary = F.normalize(model.encode_text(phrase_tokens), dim=-1)
         reference = head.validation_reference(model, cpu)
         sums = head.validation_batch(output, batch, reference)
     # DESIGN.md section 2, written out: context = normalize(image + prompt), supervision = the
@@ -177,7 +177,8 @@ def test_policy_exposes_its_head_and_action_dim(models):
     discrete = Policy(models["cliprt-tiny-discrete"], device="cpu", dtype=torch.float32)
     assert discrete.head.outputs_phrases and discrete.action_dim == 7
     with torch.inference_mode():
-        scores = discrete.graph(discrete.preprocess(frames), discrete.prompt_embeddings([TASK] * 2))
+        prompts = discrete.prompt_embeddings([TASK] * 2)
+        scores = discrete.graph(discrete.preprocess(frames), prompts)
     decoded = discrete.act_batch(frames, [TASK, TASK])
     for row, action in zip(scores.numpy(), decoded):
         assert isinstance(action, DiscreteAction)
