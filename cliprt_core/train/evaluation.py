@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 from cliprt_core.heads import Head
-from cliprt_core.train import distributed as D
-
-Batch = dict[str, torch.Tensor]
+from cliprt_core.heads.base import Batch
+from cliprt_core.train.distributed import all_reduce_sum
 
 
 @torch.no_grad()
@@ -36,7 +35,7 @@ def validate(head: Head, model: nn.Module, batches: Iterable[Batch],
                 sums[i] += values[name]
     finally:
         model.train()
-    D.all_reduce_sum(sums)
+    all_reduce_sum(sums)
     totals = dict(zip(names, sums.tolist()))
     if totals["samples"] == 0:
         return {"val_loss": float("nan"), "val_samples": 0.0}

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import cliprt_core.train.distributed as D
 from cliprt_core.checkpoint.native import make_payload
 from cliprt_core.checkpoint.safe_load import safe_torch_load
 from cliprt_core.config import ConfigError, from_dict, to_dict
@@ -28,7 +29,6 @@ from cliprt_core.data import EpochBatchSampler, ShardedEvalSampler, build_datase
 from cliprt_core.heads import Head, LossStep, head_for
 from cliprt_core.model import CLIPRTConfig, create_model, load_model_config
 from cliprt_core.model.preprocessing import normalize
-from cliprt_core.train import distributed as D
 from cliprt_core.train.config import TrainConfig
 from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
