@@ -69,7 +69,7 @@ def run_backend_benchmark(model_name: str, backends: Sequence[str], batches: Seq
             "dtype": str(reference.dtype).replace("torch.", ""), **environment(reference.device)}
     if is_published_architecture(model.config):
         base.update(published_reference())
-    actions_per_query = model.config.chunk_size if model.config.head == "chunk" else 1
+    actions_per_query = reference.head.actions_per_query
     records = [dict(base, **problem) for problem in problems]
     for batch in batches:
         frames = images(batch, image_size, seed)

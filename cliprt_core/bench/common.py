@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cliprt_core.heads import ChunkHead, head_class
 from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
 from cliprt_core.model.modeling import CLIPRT, create_model
 
@@ -45,8 +46,8 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def is_published_architecture(config: CLIPRTConfig) -> bool:
     """The real CLIP-RT+ (ViT-H-14-378 backbone with the chunk decoder)."""
-    return config.head == "chunk" and config.backbone.startswith("ViT-H-14-378") and (
-        config.backbone_config is None)
+    return (head_class(config.head) is ChunkHead and config.backbone_config is None
+            and config.backbone.startswith("ViT-H-14-378"))
 
 
 def published_reference() -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""A torch Dataset over LIBERO demonstration HDF5 files, for CLIP-RT+ chunks or discrete CLIP-RT.
+"""A torch Dataset over LIBERO demonstration HDF5 files, with the targets of a model's head.
 
 A sample is one step ``t`` of one demo. Sample keys are ``(index, epoch)`` pairs (from
 :class:`cliprt_core.data.loader.EpochBatchSampler`) or plain ints; the random crop of a sample is
@@ -10,11 +10,11 @@ Each sample is a dict of tensors:
 * ``pixels``: uint8 ``[3, S, S]``, upright, cropped and resized (bicubic, like the authors' PIL
   pipeline, whose output is uint8 too); the training step normalises on the device.
 * ``instruction_id``: int64 index into :attr:`DemoDataset.instructions`.
-* CLIP-RT+ (``head='chunk'``): ``actions`` float32 ``[chunk, 7]`` = ``actions[t:t+chunk]``, steps
-  past the episode end filled with 1.1, and ``action_mask`` bool ``[chunk]``.
-* discrete: ``label`` (primitive class of step t) and ``phrase_id`` (the phrase to embed; the
-  shipped vocabularies have one phrase per class, so it equals ``label``). Steps without a
-  label (too small a motion) are not in the index.
+* the head's targets (:class:`cliprt_core.heads.SampleTargets`). CLIP-RT+ (``head='chunk'``):
+  ``actions`` float32 ``[chunk, 7]`` = ``actions[t:t+chunk]``, steps past the episode end filled
+  with 1.1, and ``action_mask`` bool ``[chunk]``. Discrete: ``label`` (primitive class of step t)
+  and ``phrase_id`` (the phrase to embed); steps without a label (too small a motion) are not in
+  the index.
 * ``wrist_pixels`` when ``wrist=True`` (for custom models; CLIP-RT itself uses one camera).
 
 HDF5 handles are opened lazily in the process that reads (one per file per DataLoader worker)
@@ -30,14 +30,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cliprt_core.actions import LabelingConfig, Vocabulary, label_actions
+from cliprt_core.actions import LabelingConfig, Vocabulary
 from cliprt_core.data.libero_hdf5 import (CAMERA_KEYS, DataError, LiberoFile, camera_key,
                                           noop_mask, open_hdf5, read_actions)
+from cliprt_core.heads import CHUNK_PAD_VALUE, head_class
 from cliprt_core.lru import LRUCache
 from cliprt_core.model.preprocessing import center_crop, preprocess_train, resize_shortest_side
 from cliprt_core.orientation import libero_to_upright
 
-CHUNK_PAD_VALUE = 1.1  # CLIP-RT+: chunk steps past the episode end (masked out of the loss)
+# CHUNK_PAD_VALUE belongs to the chunk head; cliprt_core.data exports it from here.
+__all__ = ["CHUNK_PAD_VALUE", "DemoDataset", "Episode", "demo_cache"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,12 @@ def demo_cache(max_bytes: int) -> LRUCache[tuple, np.ndarray]:
 
 
 class DemoDataset(Dataset):
-    """Training samples from validated LIBERO files (see module docstring)."""
+    """Training samples from validated LIBERO files (see module docstring).
+
+    ``head`` names the model's head (``cliprt_core.heads.HEADS``); ``chunk_size`` (chunk heads),
+    ``vocabulary`` and ``labeling`` (discrete head; LIBERO units by default) parametrise its
+    targets.
+    """
 
     def __init__(self, files: Sequence[LiberoFile], *, image_size: int, head: str = "chunk",
                  chunk_size: int = 8, camera: str = "agentview", wrist: bool = False,
@@ -64,20 +71,16 @@ class DemoDataset(Dataset):
                  seed: int = 0, skip_noops: bool = False, vocabulary: Vocabulary | None = None,
                  labeling: LabelingConfig | None = None, cache_mb: float = 0,
                  demos: Sequence[tuple[int, str]] | None = None) -> None:
-        if head not in ("chunk", "discrete"):
-            raise ValueError(f"head must be 'chunk' or 'discrete', got {head!r}")
-        if head == "discrete" and vocabulary is None:
-            raise ValueError("the discrete head needs a vocabulary")
+        self.targets = head_class(head).sample_targets(
+            chunk_size=chunk_size, vocabulary=vocabulary, labeling=labeling)
         self.files = list(files)
         self.image_size = int(image_size)
         self.head = head
-        self.chunk_size = int(chunk_size)
         self.camera_key = camera_key(camera)
         self.wrist = bool(wrist)
         self.augment = bool(augment)
         self.crop_scale = tuple(float(s) for s in crop_scale)
         self.seed = int(seed)
-        self.vocabulary = vocabulary
         self.cache_bytes = int(cache_mb * 2**20)
         self.instructions = sorted({f.instruction for f in self.files})
         instruction_ids = {text: i for i, text in enumerate(self.instructions)}
@@ -102,9 +105,8 @@ class DemoDataset(Dataset):
                 kept = raw[steps]
                 episode = Episode(file_index, name, steps, offset)
                 positions = np.arange(len(steps), dtype=np.int64)
-                if head == "discrete":
-                    step_labels = label_actions(kept, None, vocabulary,
-                                                labeling or LabelingConfig.libero())
+                step_labels = self.targets.step_labels(kept)
+                if step_labels is not None:
                     positions = positions[step_labels >= 0]
                     labels.append(step_labels[positions])
                 ep_id = len(episodes)
@@ -113,9 +115,7 @@ class DemoDataset(Dataset):
                 index_rows.append(np.stack([np.full_like(positions, ep_id), positions], axis=1))
                 offset += len(kept)
         if not index_rows or sum(len(r) for r in index_rows) == 0:
-            what = "labelled steps (every action is below the primitive thresholds)" \
-                if head == "discrete" else "steps"
-            raise DataError(f"no training {what} in {len(self.files)} file(s) "
+            raise DataError(f"no training {self.targets.description} in {len(self.files)} file(s) "
                             f"({', '.join(str(f.path) for f in self.files[:3])}...)")
         self.episodes = episodes
         self.actions = np.concatenate(action_rows).astype(np.float32)
@@ -219,24 +219,11 @@ class DemoDataset(Dataset):
         if self.wrist:
             wrist = self._frame(episode, CAMERA_KEYS["wrist"], raw_step)
             sample["wrist_pixels"] = self._pixels(wrist, generator)
-        if self.head == "chunk":
-            actions, mask = self.chunk(ep_id, int(position))
-            sample["actions"] = torch.from_numpy(actions)
-            sample["action_mask"] = torch.from_numpy(mask)
-        else:
-            label = int(self.labels[index])
-            sample["label"] = torch.tensor(label)
-            sample["phrase_id"] = torch.tensor(label)
+        label = int(self.labels[index]) if self.labels is not None else -1
+        sample.update(self.targets(self.episode_actions(episode), int(position), label))
         return sample
 
-    def chunk(self, episode_id: int, position: int) -> tuple[np.ndarray, np.ndarray]:
-        """``actions[t:t+chunk]`` of an episode padded with 1.1, and the mask of real steps."""
-        episode = self.episodes[episode_id]
-        length = len(episode.steps)
-        stop = min(position + self.chunk_size, length)
-        start_row = episode.action_offset + position
-        out = np.full((self.chunk_size, self.actions.shape[1]), CHUNK_PAD_VALUE, dtype=np.float32)
-        out[: stop - position] = self.actions[start_row: start_row + stop - position]
-        mask = np.zeros(self.chunk_size, dtype=bool)
-        mask[: stop - position] = True
-        return out, mask
+    def episode_actions(self, episode: Episode) -> np.ndarray:
+        """The kept actions ``[T, A]`` of an episode (a view, float32)."""
+        start = episode.action_offset
+        return self.actions[start:start + len(episode.steps)]

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from cliprt_core.actions import load_vocabulary
+from cliprt_core.heads import DiscreteAction, Head, head_for
 from cliprt_core.inference.embedding_cache import EmbeddingCache
 from cliprt_core.inference.inputs import (NonFiniteActionError, PolicyInputError,
                                           validate_batch, validate_image, validate_instruction)
@@ -18,16 +17,6 @@ from cliprt_core.model.modeling import CLIPRT, create_model
 from cliprt_core.model.preprocessing import preprocess_eval
 
 QueryFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class DiscreteAction:
-    """A discrete CLIP-RT decision: the chosen primitive phrase and its action vector."""
-
-    phrase: str
-    index: int
-    action: np.ndarray  # the vocabulary's vector (its ``dimensions``), float32
-    score: float  # sigmoid(cosine) of the chosen primitive
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -40,9 +29,13 @@ def default_dtype(device: torch.device) -> torch.dtype:
 class Policy:
     """Serve a CLIP-RT model: one image encode plus the head per query.
 
-    Instruction prompt embeddings are cached by string in a bounded LRU (``cache_size=0``
-    disables it: every query re-encodes, the naive baseline of ``cliprt-bench``); primitive
-    phrase embeddings of the discrete head are computed once at construction.
+    :attr:`head` (``cliprt_core.heads``) says what a query returns: ``head.outputs_phrases`` is
+    False for chunk models (``act`` returns a float32 ``(chunk, action_dim)`` array) and True for
+    discrete ones (a :class:`DiscreteAction`); :attr:`action_dim` is the dimension of the actions
+    either way. Instruction prompt embeddings are cached by string in a bounded LRU
+    (``cache_size=0`` disables it: every query re-encodes, the naive baseline of
+    ``cliprt-bench``); the head's fixed texts (the discrete head's primitive phrases) are encoded
+    once at construction.
     ``backend`` (``torch | compile | onnx | tensorrt``, options in ``backend_options``) selects
     what runs the per-query graph; see :mod:`cliprt_core.inference.backends`.
     """
@@ -56,12 +49,11 @@ class Policy:
         self.config: CLIPRTConfig = model.config
         self.cache = EmbeddingCache(cache_size)
         self.instruction: str | None = None
-        self.vocabulary = None
-        primitives = None
-        if self.config.head == "discrete":
-            self.vocabulary = load_vocabulary(self.config.vocabulary)
-            primitives = self._encode_texts(self.vocabulary.phrases, prompt=False)
-        self.graph = QueryGraph(self.model, primitives).eval()
+        self.head: Head = head_for(self.config)
+        self.vocabulary = self.head.vocabulary  # the discrete head's primitives (else None)
+        texts = self.head.query_texts
+        text_embeddings = self._encode_texts(texts, prompt=False) if texts else None
+        self.graph = QueryGraph(self.model, self.head, text_embeddings).eval()
         self.query: QueryFn = self.graph
         self.backend_name = "torch"
         self.backend = None
@@ -77,6 +69,11 @@ class Policy:
         self.backend = create_backend(name, self, **options)
         self.query = self.backend
         self.backend_name = self.backend.name
+
+    @property
+    def action_dim(self) -> int:
+        """Dimension of the returned actions (a chunk's steps, or a primitive's vector)."""
+        return self.head.action_dim
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -111,8 +108,8 @@ class Policy:
         self.prompt_embeddings([self.instruction])
 
     def act(self, image: np.ndarray) -> np.ndarray | DiscreteAction:
-        """One query for the current instruction: an ``(chunk, action_dim)`` float32 chunk
-        (CLIP-RT+) or a :class:`DiscreteAction`."""
+        """One query for the current instruction: a ``(chunk, action_dim)`` float32 chunk
+        (CLIP-RT+) or a :class:`DiscreteAction` (``head.outputs_phrases``)."""
         if self.instruction is None:
             raise PolicyInputError("no instruction: call reset(instruction) first")
         validate_image(image)
@@ -130,9 +127,7 @@ class Policy:
             raise NonFiniteActionError(
                 f"the model produced non-finite outputs for {len(texts)} quer"
                 f"{'y' if len(texts) == 1 else 'ies'}; the action was withheld")
-        if self.config.head == "chunk":
-            return output.astype(np.float32, copy=False)
-        return [self._discrete(scores) for scores in output]
+        return self.head.decode(output)
 
     # --- building blocks --------------------------------------------------------------------------
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -168,9 +163,3 @@ class Policy:
         tokens = self.model.tokenize_prompts(texts) if prompt else self.model.tokenize(texts)
         with torch.inference_mode():
             return self.model.encode_text(tokens.to(self.device))
-
-    def _discrete(self, scores: np.ndarray) -> DiscreteAction:
-        index = int(np.argmax(scores))
-        return DiscreteAction(phrase=self.vocabulary.phrases[index], index=index,
-                              action=self.vocabulary.vectors[index].astype(np.float32),
-                              score=float(scores[index]))

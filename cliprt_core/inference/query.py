@@ -1,4 +1,4 @@
-"""The per-query graph: preprocessed pixels + cached prompt embeddings -> model output.
+"""The per-query graph: preprocessed pixels + cached prompt embeddings -> the head's output.
 
 This is what every inference backend runs (eager torch, ``torch.compile``, ONNX Runtime,
 TensorRT): one image encode plus the head. Text embeddings stay outside the graph so a new
@@ -9,27 +9,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cliprt_core.heads import Head
 from cliprt_core.model.modeling import CLIPRT
 
 
 class QueryGraph(nn.Module):
-    """``(pixels [B,3,S,S], prompt_embeddings [B,D]) -> chunk [B,T,A]`` or scores ``[B,K]``.
+    """``(pixels [B,3,S,S], prompt_embeddings [B,D]) -> [B, *head.output_shape]``.
 
-    For the discrete head the primitive-phrase embeddings are a buffer (computed once) and the
-    output is ``sigmoid(cosine(context, primitive))`` as in the authors' inference code.
+    ``text_embeddings`` are the raw embeddings of the head's ``query_texts`` (the discrete
+    head's primitive phrases), computed once and kept as a buffer; the output is the head's
+    ``query`` (a chunk ``[B,T,A]``, or primitive scores ``[B,K]``).
     """
 
-    def __init__(self, model: CLIPRT, primitive_embeddings: torch.Tensor | None = None) -> None:
+    def __init__(self, model: CLIPRT, head: Head,
+                 text_embeddings: torch.Tensor | None = None) -> None:
         super().__init__()
+        if head.query_texts and text_embeddings is None:
+            raise ValueError(f"the {head.name} head needs the embeddings of its query texts")
         self.model = model
-        self.is_chunk = model.config.head == "chunk"
-        if not self.is_chunk and primitive_embeddings is None:
-            raise ValueError("the discrete head needs the primitive embeddings")
-        self.register_buffer("primitive_embeddings", primitive_embeddings, persistent=False)
+        self.head = head
+        self.register_buffer("text_embeddings", text_embeddings, persistent=False)
 
     def forward(self, pixels: torch.Tensor, prompt_embeddings: torch.Tensor) -> torch.Tensor:
         image = self.model.encode_image(pixels)
-        if self.is_chunk:
-            return self.model.predict_chunk(image, prompt_embeddings)
-        logits = self.model.primitive_logits(image, prompt_embeddings, self.primitive_embeddings)
-        return torch.sigmoid(logits)
+        return self.head.query(self.model, image, prompt_embeddings, self.text_embeddings)

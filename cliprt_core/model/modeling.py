@@ -1,4 +1,8 @@
-"""The CLIP-RT policy network: open_clip towers + discrete primitive scoring or CLIP-RT+ chunks."""
+"""The CLIP-RT policy network: open_clip towers + discrete primitive scoring or CLIP-RT+ chunks.
+
+What the outputs are trained on and turned into is the job of the heads (cliprt_core.heads); the
+network only knows whether it has the CLIP-RT+ action decoder.
+"""
 from __future__ import annotations
 
 import math
@@ -32,7 +36,7 @@ class CLIPRT(nn.Module):
         self.embed_dim = backbone.embed_dim
         self.decoder: ActionDecoder | None = None
         self.action_head: MLPResNetHead | None = None
-        if config.head == "chunk":
+        if config.head == "chunk":  # CLIP-RT+: the network of the chunk head
             self.decoder = ActionDecoder(
                 vocab_size=backbone.vocab_size, width=backbone.text_width,
                 embed_dim=backbone.embed_dim, layers=config.decoder.layers,
@@ -88,10 +92,10 @@ class CLIPRT(nn.Module):
         return context @ F.normalize(primitive_embeddings, dim=-1).to(context.dtype).T
 
     def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Full forward for training: chunk ``[B, T, A]`` (CLIP-RT+) or context ``[B, D]``."""
+        """Full forward: chunk ``[B, T, A]`` (with the action decoder) or context ``[B, D]``."""
         image = self.encode_image(pixels)
         prompt = self.encode_text(tokens)
-        if self.config.head == "chunk":
+        if self.decoder is not None:
             return self.predict_chunk(image, prompt)
         return self.context(image, prompt)
 

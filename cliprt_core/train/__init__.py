@@ -1,7 +1,7 @@
 """Training CLIP-RT on demonstrations: config, losses, optimizer, distributed helpers, the loop."""
+from cliprt_core.heads import masked_l1, sigmoid_contrastive  # the heads' losses
 from cliprt_core.train.config import (LogConfig, OptimConfig, TrainConfig, TrainSection,
                                       load_train_config)
-from cliprt_core.train.losses import masked_l1, sigmoid_contrastive
 from cliprt_core.train.trainer import Trainer
 
 __all__ = ["LogConfig", "OptimConfig", "TrainConfig", "TrainSection", "Trainer",

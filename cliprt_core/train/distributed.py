@@ -2,6 +2,7 @@
 
 ``torchrun --nproc-per-node N`` (or ``--nnodes``) sets RANK, WORLD_SIZE, LOCAL_RANK and
 MASTER_ADDR/PORT; a plain ``python`` run is a world of one and never initialises a process group.
+The gathers used inside losses live in :mod:`cliprt_core.collectives` (re-exported here).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from cliprt_core.collectives import all_gather_nograd, all_gather_with_grad  # noqa: F401 (API)
 
 
 @dataclass(frozen=True)
@@ -76,39 +79,3 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sends every rank's gradient for my slice back to me (summed)."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        ctx.rank, ctx.size = dist.get_rank(), tensor.shape[0]
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` ([n, ...], same n on every rank) over ranks, in rank order.
-
-    Gradient-preserving: the loss of every rank reaches every rank's features (unlike a plain
-    all_gather, whose outputs are constants).
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    return _AllGatherWithGrad.apply(tensor)
-
-
-def all_gather_nograd(tensor: torch.Tensor) -> torch.Tensor:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts)

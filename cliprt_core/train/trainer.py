@@ -2,9 +2,10 @@
 
 One optimizer step consumes one global batch (``train.global_batch_size`` samples over all
 ranks), split into ``accumulation`` micro-batches per rank; losses are normalised over the
-global batch (cliprt_core.train.losses). CLIP-RT+'s masked L1 does not depend on the split; the
-discrete contrastive loss takes its in-batch negatives from one accumulation round (``ranks x
+global batch (cliprt_core.heads.LossStep). CLIP-RT+'s masked L1 does not depend on the split;
+the discrete contrastive loss takes its in-batch negatives from one accumulation round (``ranks x
 micro_batch`` samples), so accumulation changes it (the authors: 4 GPUs x 32, no accumulation).
+Everything that depends on the kind of output (targets, loss, metrics) is the model's head's.
 """
 from __future__ import annotations
 
@@ -18,21 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cliprt_core.actions import load_vocabulary
+import cliprt_core.train.distributed as D
 from cliprt_core.checkpoint.native import make_payload
 from cliprt_core.checkpoint.safe_load import safe_torch_load
 from cliprt_core.config import ConfigError, from_dict, to_dict
 from cliprt_core.data import EpochBatchSampler, ShardedEvalSampler, build_datasets, make_loader
+from cliprt_core.heads import Head, LossStep, head_for
 from cliprt_core.model import CLIPRTConfig, create_model, load_model_config
 from cliprt_core.model.preprocessing import normalize
-from cliprt_core.train import distributed as D
 from cliprt_core.train.config import TrainConfig
 from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
-from cliprt_core.train.losses import masked_l1, sigmoid_contrastive
 from cliprt_core.train.optim import build_optimizer, build_scheduler, restore_optimization
 from cliprt_core.train.run_dir import RunDir
 from cliprt_core.train.state import capture_rng, restore_rng
@@ -41,24 +40,21 @@ log = logging.getLogger("cliprt.train")
 
 
 class TrainingForward(nn.Module):
-    """One micro-batch through the model (the module DDP wraps).
+    """One micro-batch through the model and its head (the module DDP wraps).
 
-    Prompts (and phrases) are encoded once per distinct string in the micro-batch, then
-    indexed per sample.
+    Prompts are encoded once per distinct string in the micro-batch, then indexed per sample;
+    ``head_inputs`` are the head's ``training_inputs``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head: Head) -> None:
         super().__init__()
         self.model = model
+        self.head = head
 
-    def forward(self, pixels, prompt_tokens, prompt_index, phrase_tokens=None, phrase_index=None):
+    def forward(self, pixels, prompt_tokens, prompt_index, *head_inputs):
         image = self.model.encode_image(pixels)
         prompt = self.model.encode_text(prompt_tokens)[prompt_index]
-        if phrase_tokens is None:
-            return self.model.predict_chunk(image, prompt)
-        context = self.model.context(image, prompt)
-        phrases = F.normalize(self.model.encode_text(phrase_tokens), dim=-1)[phrase_index]
-        return context, phrases, self.model.logit_scale
+        return self.head.training_output(self.model, image, prompt, *head_inputs)
 
 
 def micro_batch_geometry(global_batch: int, world: int, micro_max: int | None) -> tuple[int, int]:
@@ -86,7 +82,7 @@ class Trainer:
             torch.set_num_threads(config.train.num_threads)
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model_config: CLIPRTConfig = load_model_config(config.model)
-        self.head = self.model_config.head
+        self.head = head_for(self.model_config)
         self.model = create_model(self.model_config)
         self.run = RunDir(run_dir or Path(config.log.output_dir) / (config.log.run_name or "run"),
                           is_main=self.dist.is_main, tensorboard=config.log.tensorboard)
@@ -97,8 +93,8 @@ class Trainer:
                                   f"or choose another log.run_name / --run-dir")
         if config.init_checkpoint and not resume:
             self._log(initialise(self.model, config.init_checkpoint, config.init_mode))
-        # the chunk model never uses the contrastive temperature
-        self.model.clip.logit_scale.requires_grad_(self.head == "discrete")
+        # only a contrastive head uses the temperature
+        self.model.clip.logit_scale.requires_grad_(self.head.trains_logit_scale)
         if config.train.grad_checkpointing:
             self.model.clip.set_grad_checkpointing(True)
             if self.model.decoder is not None:
@@ -107,11 +103,10 @@ class Trainer:
         self.autocast_dtype = self._precision()
 
         # data
-        self.vocabulary = load_vocabulary(self.model_config.vocabulary) \
-            if self.head == "discrete" else None
         self.train_set, self.val_set = build_datasets(
-            config.data, image_size=self.model.image_size, head=self.head,
-            chunk_size=self.model_config.chunk_size, vocabulary=self.vocabulary, seed=config.seed)
+            config.data, image_size=self.model.image_size, head=self.head.name,
+            chunk_size=self.model_config.chunk_size, vocabulary=self.head.vocabulary,
+            seed=config.seed)
         if config.data.wrist:
             log.warning("data.wrist=true: wrist images are loaded but CLIP-RT uses one camera "
                         "(data.camera); they are not used by this trainer")
@@ -132,13 +127,11 @@ class Trainer:
                                           pin, config.data.prefetch_factor, persistent=False)
         self.prompt_tokens = self.model.tokenize_prompts(
             self.train_set.instructions).to(self.device)
-        self.phrase_tokens = (self.model.tokenize(self.vocabulary.phrases).to(self.device)
-                              if self.vocabulary is not None else None)
 
         # optimisation
         self.optimizer = build_optimizer(self.model, config.optim, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.train.max_steps)
-        self.forward_module = TrainingForward(self.model)
+        self.forward_module = TrainingForward(self.model, self.head)
         self.ddp = None
         if self.dist.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -243,19 +236,15 @@ class Trainer:
         """Model inputs of a micro-batch on the device (pixels normalised here, not in workers)."""
         pixels = batch["pixels"].to(self.device, non_blocking=True).float().div_(255.0)
         unique, inverse = torch.unique(batch["instruction_id"], return_inverse=True)
-        args = [normalize(pixels), self.prompt_tokens[unique.to(self.device)],
-                inverse.to(self.device)]
-        if self.head == "discrete":
-            phrases, phrase_inverse = torch.unique(batch["phrase_id"], return_inverse=True)
-            args += [self.phrase_tokens[phrases.to(self.device)], phrase_inverse.to(self.device)]
-        return tuple(args)
+        head_inputs = self.head.training_inputs(self.model, batch, self.device)
+        return (normalize(pixels), self.prompt_tokens[unique.to(self.device)],
+                inverse.to(self.device), *head_inputs)
 
     def _optimizer_step(self, batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-        world = self.dist.world_size
-        normalizer = None
-        if self.head == "chunk":
-            count = sum(b["action_mask"].sum() for b in batches) * self.model_config.action_dim
-            normalizer = D.all_reduce_sum(count.to(self.device, torch.float32))
+        weight = self.head.loss_weight(batches)
+        normalizer = None if weight is None else D.all_reduce_sum(
+            weight.to(self.device, torch.float32))
+        step = LossStep(self.dist.world_size, self.accumulation, normalizer)
         module = self.ddp or self.forward_module
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -264,14 +253,7 @@ class Trainer:
             with nullcontext() if sync else self.ddp.no_sync():
                 with self._autocast():
                     output = module(*self.inputs(batch))
-                if self.head == "chunk":
-                    loss = masked_l1(output, batch["actions"].to(self.device, non_blocking=True),
-                                     batch["action_mask"].to(self.device, non_blocking=True),
-                                     normalizer, world)
-                else:
-                    context, phrases, scale = output
-                    loss = sigmoid_contrastive(context, phrases, batch["label"].to(self.device),
-                                               scale, world, self.accumulation)
+                loss = self.head.loss(output, batch, step)
                 loss.backward()
             total += loss.detach()
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -292,15 +274,16 @@ class Trainer:
                   "samples_per_s": steps * self.config.train.global_batch_size
                   / max(elapsed, 1e-9),
                   "data_wait": data_time / max(elapsed, 1e-9)}
-        if self.head == "discrete":
-            record["logit_scale"] = float(self.model.logit_scale.detach().exp())
+        record.update(self.head.log_values(self.model))
         self.run.log_metrics(record)
         return record
 
     # --- validation and checkpoints ----------------------------------------------------------
     def validate(self) -> dict[str, Any]:
         """One pass over the validation split; saves ``best.pt`` on a new lowest loss."""
-        metrics = validate(self)
+        metrics = validate(self.head, self.model, self.val_loader,
+                           lambda batch: self.forward_module(*self.inputs(batch)),
+                           self._autocast, self.device)
         record = {"step": self.step, **metrics}
         self.run.log_metrics(record, prefix="val")
         self._log(f"step {self.step}: " + ", ".join(f"{k}={v:.5g}" for k, v in metrics.items()))

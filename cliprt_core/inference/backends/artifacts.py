@@ -51,7 +51,7 @@ def default_cache_dir() -> Path:
 def weights_fingerprint(module: torch.nn.Module) -> str:
     """sha256 over name, dtype, shape and bytes of every parameter and buffer of ``module``.
 
-    Includes non-persistent buffers (the discrete head's primitive embeddings). Tensors are
+    Includes non-persistent buffers (the head's text embeddings, e.g. primitives). Tensors are
     hashed in their current dtype, so the fingerprint of a bf16 policy differs from fp32's.
     """
     digest = hashlib.sha256()
@@ -74,28 +74,24 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 def graph_signature(policy: Any) -> dict[str, Any]:
     """What the exported graph looks like from outside: names, shapes (batch dynamic), dtype."""
-    config = policy.config
-    chunk = config.head == "chunk"
-    if chunk:
-        output_shape = ["batch", config.chunk_size, config.action_dim]
-    else:
-        output_shape = ["batch", len(policy.vocabulary.phrases)]
+    head = policy.head
     return {
         "format_version": FORMAT_VERSION,
-        "model": config.name,
-        "head": config.head,
+        "model": policy.config.name,
+        "head": head.name,
         "dtype": dtype_name(policy.dtype),
         "image_size": int(policy.model.image_size),
         "embed_dim": int(policy.model.embed_dim),
         "inputs": {"pixels": ["batch", 3, int(policy.model.image_size),
                               int(policy.model.image_size)],
                    "prompt_embeddings": ["batch", int(policy.model.embed_dim)]},
-        "output": {"chunk" if chunk else "scores": output_shape},
+        "output": {head.output_name: ["batch", *head.output_shape]},
     }
 
 
 def output_name(policy: Any) -> str:
-    return "chunk" if policy.config.head == "chunk" else "scores"
+    """The graph's output name (``chunk`` or ``scores``): the policy head's."""
+    return policy.head.output_name
 
 
 def artifact_key(fields: dict[str, Any]) -> str:
