@@ -108,14 +108,14 @@ class PolicyNode(Node):
             policy = self._on_model(load_policy, settings)
             loaded = self._on_model(describe_weights, policy, settings)
             log = self.get_logger()
-            message = (f'loaded {policy.config.name} ({policy.config.head} head) on '
+            message = (f'loaded {policy.config.name} ({policy.head.name} head) on '
                        f'{policy.device} in {time.monotonic() - started:.1f} s: {loaded}')
             if settings.checkpoint:
                 log.info(message)
             else:
                 log.warning(message)
         self.policy = policy
-        self.discrete = policy.config.head == 'discrete'
+        self.discrete = policy.head.outputs_phrases
         if policy.action_dim != self.guard.action_dim:
             raise ValueError(f'the model outputs {policy.action_dim}-D actions but action_low/'
                              f'high have {self.guard.action_dim} values')
