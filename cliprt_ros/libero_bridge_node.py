@@ -43,8 +43,6 @@ from trajectory_msgs.msg import JointTrajectory
 NODE_NAME = 'libero_bridge_node'
 JOINT_NAMES = tuple(f'panda_joint{i}' for i in range(1, 8)) + (
     'panda_finger_joint1', 'panda_finger_joint2')
-#: Seconds the policy node may be gone during an episode before the run stops.
-POLICY_LOST_S = 5.0
 #: Exit code when the run stopped before its end (no policy node, or it went away).
 EXIT_INCOMPLETE = 1
 
@@ -73,6 +71,7 @@ class LiberoBridgeNode(Node):
         self.wrist_frame_id = bridge.wrist_frame_id
         self.resend_period = bridge.resend_period
         self.discovery_timeout = bridge.discovery_timeout
+        self.policy_lost_timeout = bridge.policy_lost_timeout
         self.exit_when_done = bridge.exit_when_done
 
         self.results = ResultsDir(config.default_results_dir())
@@ -135,10 +134,10 @@ class LiberoBridgeNode(Node):
                            f'publishing {self.resolve_topic_name("action_chunk")} within '
                            f'{self.discovery_timeout} s')
             return
-        if now - self._policy_seen > POLICY_LOST_S:
+        if now - self._policy_seen > self.policy_lost_timeout:
             # Not the policy's failure in this episode: it is not recorded and reruns on resume.
             self._stop(f'the policy node went away during {self._spec} (no subscriber on '
-                       f'{self.camera_pub.topic_name} for {POLICY_LOST_S} s)')
+                       f'{self.camera_pub.topic_name} for {self.policy_lost_timeout} s)')
         elif self.lockstep.expired(now):
             self._end_episode(error=(
                 f'timeout: no action chunk answered the observation within '

@@ -63,6 +63,9 @@ class BridgeConfig:
                                    'this many seconds; 0 = never')
     discovery_timeout: float = setting(60.0, 'seconds to wait for a policy node before giving '
                                        'up')
+    policy_lost_timeout: float = setting(5.0, 'seconds an episode may go without a policy node '
+                                         '(subscriber) before the run stops; the unfinished '
+                                         'episode reruns on resume')
     exit_when_done: bool = setting(True, 'exit the process after the last episode')
 
 

@@ -10,7 +10,7 @@ import signal
 
 import numpy as np
 import pytest
-from ros_utils import (colcon_install, NodeProcess, rclpy_available, tiny_policy,
+from ros_utils import (colcon_install, NodeProcess, rclpy_available, spin_until, tiny_policy,
                        unique_namespace)
 from sim_helpers import SharedEnv
 
@@ -170,6 +170,45 @@ def test_unanswered_observation_times_out_as_a_failure_with_the_reason(
     assert len(images) >= 3  # the observation was resent while waiting (same stamp)
     assert len({(m.header.stamp.sec, m.header.stamp.nanosec) for m in images}) == 1
     assert bridge.summary['overall']['errors'] == 1
+
+
+def test_a_policy_node_that_goes_away_stops_the_run_and_keeps_the_episode_for_resume(
+        libero_env, rclpy_context, tmp_path):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+
+    from cliprt_ros import qos
+    from cliprt_ros.libero_bridge_node import LiberoBridgeNode, spin_until_finished
+
+    namespace = unique_namespace()
+    params = {'tasks': '0', 'episodes': 1, 'camera_size': LIBERO_CAMERA, 'max_steps': MAX_STEPS,
+              'results_dir': str(tmp_path), 'chunk_timeout': 60.0, 'policy_lost_timeout': 1.0}
+    bridge = LiberoBridgeNode(env_factory=lambda suite, task: SharedEnv(libero_env),
+                              namespace=namespace,
+                              parameter_overrides=[Parameter(k, value=v)
+                                                   for k, v in params.items()])
+    policy = __import__('rclpy').create_node('dying_policy', namespace=namespace)
+    images = []
+    policy.create_publisher(JointTrajectory, 'action_chunk', qos.reliable_qos())
+    policy.create_subscription(Image, 'camera/image_raw', images.append, qos.reliable_qos())
+    policy.create_subscription(String, 'instruction', lambda msg: None, qos.latched_qos())
+    executor = SingleThreadedExecutor()
+    executor.add_node(bridge)
+    executor.add_node(policy)
+    try:
+        assert spin_until(executor, lambda: images, 60.0), 'the episode never started'
+        executor.remove_node(policy)
+        policy.destroy_node()  # the policy process dies mid-episode
+        spin_until_finished(executor, bridge)
+    finally:
+        executor.shutdown()
+        bridge.destroy_node()
+    assert bridge.exit_code == 1 and bridge.finished_now == []
+    assert 'went away' in bridge.summary['run']['stopped']
+    assert bridge.summary['missing_episodes'] == 1  # not recorded: it reruns on resume
 
 
 # --------------------------------------------------------------------------- installed executable
