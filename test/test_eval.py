@@ -311,3 +311,23 @@ def test_cli_config_precedence_and_summary_only(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| libero_goal | 1 | open the drawer | 1/2 |" in out and "not finished" not in out
     assert json.loads(results.summary_path.read_text())["complete"]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--checkpoint", "missing.pt"], "missing.pt"),
+    (["--device", "cuda:0"], "CUDA is not available"),
+    (["--device", "gpu"], "not a torch device"),
+    (["--backend", "tensorrt"], "tensorrt"),
+])
+def test_cli_policy_errors_exit_2_and_leave_the_results_folder_untouched(
+        flags, needle, tmp_path, capsys, monkeypatch):
+    """A bad policy setting is a one-line error; the corrected command then runs (no run.json)."""
+    from cliprt_core.cli import eval as eval_cli
+
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "results"
+    assert eval_cli.main(["--suite", "libero_goal", "--tasks", "0", "--episodes", "1",
+                          "--results-dir", str(results), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (results / "run.json").exists()

@@ -20,7 +20,7 @@ from cliprt_core.inference import Policy
 from cliprt_core.inference.backends.artifacts import graph_signature, output_name
 from cliprt_core.model import create_model, load_model_config
 from cliprt_core.model.preprocessing import normalize
-from libero_hdf5 import libero_file_name, write_libero_hdf5
+from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 
 TASK = "put the bowl on the plate"
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     """Where the demonstrations are and how samples are made and loaded.
 

@@ -14,7 +14,7 @@ MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_PROMPT = "what motion should the robot arm perform to complete the instruction '{}'?"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecoderConfig:
     """The CLIP-RT+ action decoder: a second, bidirectional text transformer."""
 
@@ -23,7 +23,7 @@ class DecoderConfig:
     mlp_ratio: float = 4.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class HeadConfig:
     """The MLP-ResNet action head on top of the decoder's chunk tokens."""
 
@@ -31,7 +31,7 @@ class HeadConfig:
     blocks: int = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class CLIPRTConfig:
     """Architecture of a CLIP-RT policy.
 
