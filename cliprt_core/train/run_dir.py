@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from cliprt_core.atomic import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
+from cliprt_core.atomic import append_jsonl, atomic_write_text, read_jsonl
+from cliprt_core.checkpoint.io import atomic_torch_save
 from cliprt_core.config import to_dict
 
 log = logging.getLogger(__name__)
