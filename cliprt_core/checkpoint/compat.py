@@ -16,9 +16,8 @@ import torch
 from cliprt_core.checkpoint.errors import CheckpointError
 from cliprt_core.checkpoint.official import (MISMATCH, describe, map_official_state_dict,
                                              official_key_to_ours)
-from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
+from cliprt_core.model.configuration import CLIPRTConfig, list_model_configs, load_model_config
 from cliprt_core.model.modeling import create_model
-from cliprt_core.paths import config_dir
 
 
 class _DropNoPretrained(logging.Filter):
@@ -77,19 +76,19 @@ def _agreement(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
 
 def suggest_model_config(state: Mapping[str, torch.Tensor], official: bool,
                          tried: str | None = None) -> str:
-    """A sentence naming the shipped model config (config/models) that fits ``state``."""
+    """A sentence naming the shipped model config that fits ``state``."""
     scores = []
-    for file in sorted((config_dir() / "models").glob("*.yaml")):
-        if file.stem == tried:
+    for name in list_model_configs():
+        if name == tried:
             continue
         try:
-            expected = expected_state(load_model_config(file))
+            expected = expected_state(load_model_config(name))
         except Exception:  # noqa: BLE001 - a broken config must not hide the real error
             continue
         fits, agree, total = _agreement(state, expected, official)
         if fits:
-            return f"it fits model config {file.stem!r}: pass model_config={file.stem!r}"
-        scores.append((agree / max(total, 1), agree, total, file.stem))
+            return f"it fits model config {name!r}: pass model_config={name!r}"
+        scores.append((agree / max(total, 1), agree, total, name))
     if not scores:
         return "no shipped model config to compare with"
     _, agree, total, name = max(scores)
