@@ -119,7 +119,7 @@ def test_truncated_checkpoint(tiny, tmp_path):
     save_model_checkpoint(tiny, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="corrupted"):
+    with pytest.raises(CheckpointError, match="is truncated"):
         load_model(path)
 
 

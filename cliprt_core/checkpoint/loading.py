@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from cliprt_core.checkpoint import native, official
+from cliprt_core.checkpoint.compat import check_fits
 from cliprt_core.checkpoint.errors import CheckpointError
 from cliprt_core.checkpoint.hub import resolve_checkpoint
+from cliprt_core.checkpoint.io import verify_checksums
 from cliprt_core.checkpoint.safe_load import safe_torch_load
 from cliprt_core.config import ConfigError, from_dict
 from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
@@ -31,13 +31,16 @@ class LoadedCheckpoint:
 
 
 def load_payload(path_or_id: str | os.PathLike) -> LoadedCheckpoint:
-    """Resolve and read a checkpoint safely, and classify it."""
+    """Resolve and read a checkpoint safely, and classify it.
+
+    Our own files are also checked for bit rot (every zip entry's CRC-32)."""
     path = resolve_checkpoint(path_or_id)
     payload = safe_torch_load(path)
     if native.is_native(payload):
         if payload.get("version", 0) > native.VERSION:
             raise CheckpointError(f"{path}: checkpoint format version {payload['version']} is "
                                   f"newer than this cliprt ({native.VERSION}); upgrade cliprt")
+        verify_checksums(path)
         return LoadedCheckpoint(path, "native", payload)
     if official.is_official(payload):
         return LoadedCheckpoint(path, "official", payload)
@@ -51,10 +54,14 @@ def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str |
     """Build the model described by a checkpoint and load its weights strictly.
 
     ``model_config`` is required only for official files whose architecture is not the
-    published ViT-H-14-378 one (e.g. a tiny test model in the official layout).
+    published ViT-H-14-378 one (e.g. a tiny test model in the official layout). Names and
+    shapes are checked before the model is built.
     """
     loaded = load_payload(path_or_id)
     payload = loaded.payload
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{loaded.path}: no state_dict")
     if loaded.kind == "native":
         try:
             config = from_dict(CLIPRTConfig, payload["model_config"])
@@ -64,21 +71,19 @@ def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str |
             raise CheckpointError(
                 f"{loaded.path} is a cliprt checkpoint of model {config.name!r}; it carries its "
                 f"own config, so model_config {_config_name(model_config)!r} does not apply")
-        model = create_model(config)
-        state = payload.get("state_dict")
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{loaded.path}: no state_dict")
-        _load_strict(model, state, loaded.path)
+        check_fits(loaded.path, state, config, official=False, how="stored in the file")
     else:
-        state = payload["state_dict"]
+        how = "given"
         if model_config is None:
             model_config = (OFFICIAL_CHUNK_CONFIG if official.has_action_decoder(state)
                             else OFFICIAL_DISCRETE_CONFIG)
+            how = "the default for official CLIP-RT" + ("+" if official.has_action_decoder(state)
+                                                        else "") + " files"
         config = (load_model_config(model_config) if isinstance(model_config, str)
                   else model_config)
-        model = create_model(config)
-        mapped = official.map_official_state_dict(state, model.state_dict())
-        _load_strict(model, mapped, loaded.path)
+        state = check_fits(loaded.path, state, config, official=True, how=how)
+    model = create_model(config)
+    model.load_state_dict(state, strict=True)
     return model, loaded
 
 
@@ -86,15 +91,3 @@ def _config_name(model_config: CLIPRTConfig | str) -> str:
     if isinstance(model_config, CLIPRTConfig):
         return model_config.name
     return load_model_config(model_config).name
-
-
-def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    bad_shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-                  for k in set(state) & set(expected) if state[k].shape != expected[k].shape]
-    if missing or unexpected or bad_shapes:
-        raise CheckpointError(f"{path}: weights do not match the model: missing={missing[:20]} "
-                              f"unexpected={unexpected[:20]} shape mismatches={bad_shapes[:20]}")
-    model.load_state_dict(state, strict=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from cliprt_core.atomic import atomic_torch_save
+from cliprt_core.checkpoint.io import atomic_torch_save
 from cliprt_core.config import to_dict
 
 FORMAT = "cliprt-checkpoint"

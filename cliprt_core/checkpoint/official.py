@@ -12,6 +12,9 @@ import torch
 
 from cliprt_core.checkpoint.errors import CheckpointError
 
+MAX_LISTED = 5  # example keys per kind of mismatch in an error message
+MISMATCH = "official checkpoint does not match the model: "
+
 # Top-level aliases of the decoder tower (same tensors as text2.*).
 _DECODER_ALIASES = {
     "token_embedding2.": "token_embedding.",
@@ -59,6 +62,7 @@ def map_official_state_dict(official: Mapping[str, torch.Tensor],
     mapped: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     unexpected, shape_errors, conflicts = [], [], []
+    mis_shaped: set[str] = set()
     for raw_key, tensor in official.items():
         key = raw_key.removeprefix("module.")
         ours = official_key_to_ours(key)
@@ -66,6 +70,7 @@ def map_official_state_dict(official: Mapping[str, torch.Tensor],
             unexpected.append(raw_key)
             continue
         if tuple(tensor.shape) != tuple(expected[ours].shape):
+            mis_shaped.add(ours)
             shape_errors.append(f"{raw_key}: file {tuple(tensor.shape)} vs model "
                                 f"{tuple(expected[ours].shape)}")
             continue
@@ -75,17 +80,22 @@ def map_official_state_dict(official: Mapping[str, torch.Tensor],
             continue
         mapped[ours] = tensor
         source[ours] = raw_key
-    missing = sorted(set(expected) - set(mapped))
-    if unexpected or missing or shape_errors or conflicts:
-        parts = []
-        for title, items in (("unexpected keys", unexpected), ("missing keys", missing),
-                             ("shape mismatches", shape_errors),
-                             ("conflicting duplicates", conflicts)):
-            if items:
-                parts.append(f"{len(items)} {title}: {', '.join(items[:20])}"
-                             + (" ..." if len(items) > 20 else ""))
-        raise CheckpointError("official checkpoint does not match the model: " + "; ".join(parts))
+    missing = sorted(set(expected) - set(mapped) - mis_shaped)
+    problems = {"unexpected keys": unexpected, "missing keys": missing,
+                "shape mismatches": shape_errors, "conflicting duplicates": conflicts}
+    problems = {kind: items for kind, items in problems.items() if items}
+    if problems:
+        raise CheckpointError(MISMATCH + describe(problems))
     return mapped
+
+
+def describe(problems: Mapping[str, list[str]]) -> str:
+    """``3 missing keys: a, b, c; 1 shape mismatches: ...`` with at most MAX_LISTED examples."""
+    parts = []
+    for kind, items in problems.items():
+        more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+        parts.append(f"{len(items)} {kind}: {', '.join(items[:MAX_LISTED])}{more}")
+    return "; ".join(parts)
 
 
 def our_state_dict_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -30,11 +31,17 @@ from typing import Iterable, Sequence
 import h5py
 import numpy as np
 
+log = logging.getLogger("cliprt.data")
+
 HDF5_SUFFIXES = (".hdf5", ".h5")
 _DEMO_SUFFIXES = ("_demo.hdf5", "_demo.h5")  # LIBERO: {task name}_demo.hdf5
 CAMERA_KEYS = {"agentview": "agentview_rgb", "eye_in_hand": "eye_in_hand_rgb",
                "wrist": "eye_in_hand_rgb"}
 _DEMO = re.compile(r"^demo_(\d+)$")
+# what h5py raises for a corrupted file (KeyError: "Unable to synchronously open object (...)")
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+MIN_IMAGE_SIDE = 8  # pixels; smaller frames are empty or placeholder data, not camera images
+ACTION_WARN_LIMIT = 10.0  # |action| above this is far outside LIBERO's [-1, 1]: warn
 _SCENE = re.compile(r"^[A-Z0-9_]*?SCENE\d+_")
 
 
@@ -129,17 +136,37 @@ def demo_names(data: h5py.Group) -> list[str]:
     return sorted(names, key=lambda k: int(_DEMO.match(k).group(1)))
 
 
+def _h5_reason(exc: BaseException) -> str:
+    """h5py's one-line reason, e.g. 'Unable to synchronously open object (bad object header
+    version number)'."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__).strip("'\"")
+
+
+def _keys(group: h5py.Group) -> str:
+    """The keys of ``group`` for an error message (never raises: the group may be broken)."""
+    try:
+        return ", ".join(sorted(group.keys())) or "nothing"
+    except _H5_ERRORS:
+        return "(unreadable)"
+
+
 def _require(group: h5py.Group, key: str, path: Path, where: str) -> h5py.Dataset | h5py.Group:
+    """``group[key]``; a DataError naming the file and the key if it is missing or unreadable."""
     full = f"{where}/{key}" if where else key
     try:
-        return group[key]
-    except KeyError:
-        available = ", ".join(sorted(group.keys())) or "nothing"
+        present = key in group
+    except _H5_ERRORS as exc:
+        raise DataError(f"{path}: cannot read '{where or '/'}' (corrupted file?): "
+                        f"{_h5_reason(exc)}") from None
+    if not present:
         raise DataError(f"{path}: missing key '{full}' (not a LIBERO demonstration file in the "
-                        f"original or no_noops layout?); '{where or '/'}' has: "
-                        f"{available}") from None
-    except (OSError, RuntimeError) as exc:
-        raise DataError(f"{path}: cannot read '{full}' (corrupted file?): {exc}") from exc
+                        f"original or no_noops layout?); '{where or '/'}' has: {_keys(group)}")
+    try:
+        return group[key]
+    except _H5_ERRORS as exc:
+        raise DataError(f"{path}: cannot read '{full}' (corrupted file?): "
+                        f"{_h5_reason(exc)}") from None
 
 
 def _attr_text(value) -> str:
@@ -168,76 +195,108 @@ def read_file_info(path: str | os.PathLike, camera: str = "agentview", wrist: bo
                    check_frames: bool = True) -> LiberoFile:
     """Validate one file and describe it (demos, lengths, instruction, image shape, layout).
 
-    Errors (DataError) name the file and the missing or malformed key.
+    Errors (DataError) name the file and the missing, malformed or unreadable key.
     """
     path = Path(path)
     key = camera_key(camera)
     with open_hdf5(path) as handle:
         data = _require(handle, "data", path, "")
-        if not isinstance(data, h5py.Group):
-            raise DataError(f"{path}: 'data' is not a group")
-        instruction, layout = read_instruction(data, path)
-        names = demo_names(data)
+        try:
+            if not isinstance(data, h5py.Group):
+                raise DataError(f"{path}: 'data' is not a group")
+            instruction, layout = read_instruction(data, path)
+            names = demo_names(data)
+            convention = _attr_text(data.attrs.get("macros_image_convention", "opengl")).lower()
+        except DataError:
+            raise
+        except _H5_ERRORS as exc:
+            raise DataError(f"{path}: cannot read 'data' (corrupted file?): "
+                            f"{_h5_reason(exc)}") from None
         if not names:
             raise DataError(f"{path}: missing key 'data/demo_*': the file has no demonstrations "
-                            f"(data has: {', '.join(sorted(data.keys())) or 'nothing'})")
-        convention = _attr_text(data.attrs.get("macros_image_convention", "opengl")).lower()
+                            f"(data has: {_keys(data)})")
         demos = []
         image_shape = None
         for name in names:
-            where = f"data/{name}"
-            demo = data[name]
-            actions = _require(demo, "actions", path, where)
-            obs = _require(demo, "obs", path, where)
-            images = _require(obs, key, path, f"{where}/obs")
-            cams = [images]
-            if wrist and key != CAMERA_KEYS["wrist"]:
-                cams.append(_require(obs, CAMERA_KEYS["wrist"], path, f"{where}/obs"))
-            if actions.ndim != 2 or actions.shape[1] != 7:
-                raise DataError(f"{path}: '{where}/actions' has shape {actions.shape}, "
-                                f"expected (T, 7)")
-            for cam in cams:
-                if cam.ndim != 4 or cam.shape[-1] != 3 or cam.dtype != np.uint8:
-                    raise DataError(f"{path}: '{cam.name}' has shape {cam.shape} and dtype "
-                                    f"{cam.dtype}, expected (T, H, W, 3) uint8")
-                if cam.shape[0] != actions.shape[0]:
-                    raise DataError(f"{path}: '{cam.name}' has {cam.shape[0]} frames but "
-                                    f"'{where}/actions' has {actions.shape[0]} steps")
+            try:
+                length, shape = _check_demo(data, name, path, key, wrist, check_frames)
+            except DataError:
+                raise
+            except _H5_ERRORS as exc:
+                raise DataError(f"{path}: cannot read 'data/{name}' (corrupted file?): "
+                                f"{_h5_reason(exc)}") from None
             if image_shape is None:
-                image_shape = tuple(int(s) for s in images.shape[1:])
-            elif tuple(images.shape[1:]) != image_shape:
-                raise DataError(f"{path}: '{images.name}' frames are {images.shape[1:]}, other "
+                image_shape = shape
+            elif shape != image_shape:
+                raise DataError(f"{path}: 'data/{name}/obs/{key}' frames are {shape}, other "
                                 f"demos' are {image_shape}")
-            if actions.shape[0] == 0:
-                continue  # an empty demo contributes nothing
-            if check_frames:  # touch the first and last frame: catches truncated files early
-                try:
-                    images[0]
-                    images[-1]
-                    actions[-1]
-                except (OSError, RuntimeError) as exc:
-                    raise DataError(f"{path}: cannot read '{images.name}' (corrupted file?): "
-                                    f"{exc}") from exc
-            demos.append(DemoInfo(name, int(actions.shape[0])))
+            if length:  # an empty demo contributes nothing
+                demos.append(DemoInfo(name, length))
     if not demos:
         raise DataError(f"{path}: every demonstration is empty")
     return LiberoFile(path=path, layout=layout, instruction=instruction, demos=tuple(demos),
                       image_shape=image_shape, upside_down=convention != "opencv")
 
 
+def _check_demo(data: h5py.Group, name: str, path: Path, key: str, wrist: bool,
+                check_frames: bool) -> tuple[int, tuple[int, int, int]]:
+    """(steps, frame shape) of one demo after checking its layout, shapes and frame sizes."""
+    where = f"data/{name}"
+    demo = _require(data, name, path, "data")
+    actions = _require(demo, "actions", path, where)
+    obs = _require(demo, "obs", path, where)
+    images = _require(obs, key, path, f"{where}/obs")
+    cams = [images]
+    if wrist and key != CAMERA_KEYS["wrist"]:
+        cams.append(_require(obs, CAMERA_KEYS["wrist"], path, f"{where}/obs"))
+    if actions.ndim != 2 or actions.shape[1] != 7:
+        raise DataError(f"{path}: '{where}/actions' has shape {actions.shape}, expected (T, 7)")
+    for cam in cams:
+        if cam.ndim != 4 or cam.shape[-1] != 3 or cam.dtype != np.uint8:
+            raise DataError(f"{path}: '{cam.name}' has shape {cam.shape} and dtype "
+                            f"{cam.dtype}, expected (T, H, W, 3) uint8")
+        if min(cam.shape[1:3]) < MIN_IMAGE_SIDE:
+            raise DataError(f"{path}: '{cam.name}' frames are {cam.shape[1]}x{cam.shape[2]} "
+                            f"pixels; at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} expected "
+                            f"(empty or placeholder images?)")
+        if cam.shape[0] != actions.shape[0]:
+            raise DataError(f"{path}: '{cam.name}' has {cam.shape[0]} frames but "
+                            f"'{where}/actions' has {actions.shape[0]} steps")
+    if actions.shape[0] and check_frames:  # first and last frame: catches truncated files early
+        for dataset in (*cams, actions):
+            try:
+                dataset[0]
+                dataset[-1]
+            except _H5_ERRORS as exc:
+                raise DataError(f"{path}: cannot read '{dataset.name}' (corrupted file?): "
+                                f"{_h5_reason(exc)}") from None
+    return int(actions.shape[0]), tuple(int(s) for s in images.shape[1:])
+
+
 def read_actions(path: str | os.PathLike, demos: Iterable[str]) -> dict[str, np.ndarray]:
-    """The ``actions`` of the named demos as float32 arrays."""
-    out = {}
+    """The ``actions`` of the named demos as float32 arrays.
+
+    NaN / inf is an error; values far outside LIBERO's [-1, 1] (``|a| > ACTION_WARN_LIMIT``)
+    are logged as a warning naming the file and demos (wrong units or corrupted data?).
+    """
+    out, extreme = {}, []
     with open_hdf5(path) as handle:
         for name in demos:
             try:
                 raw = handle["data"][name]["actions"][()]
-            except (OSError, RuntimeError, KeyError) as exc:
-                raise DataError(f"{path}: cannot read 'data/{name}/actions': {exc}") from exc
+            except _H5_ERRORS as exc:
+                raise DataError(f"{path}: cannot read 'data/{name}/actions' (corrupted file?): "
+                                f"{_h5_reason(exc)}") from None
             actions = np.asarray(raw, dtype=np.float32)
             if not np.isfinite(actions).all():
                 raise DataError(f"{path}: 'data/{name}/actions' contains NaN or inf")
+            if actions.size and np.abs(actions).max() > ACTION_WARN_LIMIT:
+                extreme.append(f"{name} (max |a| = {np.abs(actions).max():.3g})")
             out[name] = actions
+    if extreme:
+        more = f" and {len(extreme) - 5} more" if len(extreme) > 5 else ""
+        log.warning("%s: actions far outside LIBERO's [-1, 1] in %d demo(s): %s%s; wrong units "
+                    "or corrupted data?", path, len(extreme), ", ".join(extreme[:5]), more)
     return out
 
 

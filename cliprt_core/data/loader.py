@@ -12,6 +12,9 @@ sees the same samples as ``W`` processes.
 from __future__ import annotations
 
 import random
+import signal
+import threading
+from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -108,8 +111,57 @@ def split_demos(files: Sequence[LiberoFile], val_fraction: float, seed: int = 0,
     return train, val
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def ignore_stop_signals() -> None:
+    """In a worker: ignore SIGTERM / SIGINT and lift the block :func:`signals_deferred` placed
+    on them while the worker started. A signal sent to the process group (systemd, SLURM,
+    ``kill -- -PGID``, Ctrl-C) is the main process's to handle: it stops at a step boundary and
+    shuts the workers down; a worker killed by it would make the main process fail instead."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Block SIGTERM / SIGINT in this thread meanwhile. Workers forked here inherit the block,
+    so none can die of a signal before :func:`ignore_stop_signals` runs in it; a signal for this
+    process is delivered when the block is lifted (or at once to another thread)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def worker_deaths_ignored() -> Iterator[None]:
+    """Suspend torch's SIGCHLD check (it raises in the main process when a worker died), e.g.
+    while saving progress; the next fetch from the loader still reports a dead worker."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose worker processes start with the stop signals deferred."""
+
+    def __iter__(self):
+        with signals_deferred():
+            return super().__iter__()
+
+
 def worker_init(worker_id: int) -> None:
-    """DataLoader worker setup: one intra-op thread, numpy/python RNGs seeded per worker."""
+    """DataLoader worker setup: stop signals ignored, one intra-op thread, numpy/python RNGs
+    seeded per worker."""
+    ignore_stop_signals()
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -123,5 +175,5 @@ def make_loader(dataset, batch_sampler: Sampler, num_workers: int = 0, pin_memor
     if num_workers > 0:
         kwargs = {"prefetch_factor": prefetch_factor, "persistent_workers": persistent,
                   "worker_init_fn": worker_init}
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, **kwargs)
+    return _Loader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                   pin_memory=pin_memory, **kwargs)

@@ -5,13 +5,16 @@
     <results_dir>/
       run.json         protocol settings of the run; a resume with different ones is refused
       episodes.jsonl   one JSON line per finished episode, appended + fsynced (the source of truth)
+      episodes.corrupt.jsonl   torn or corrupted lines moved out of episodes.jsonl (kept, reported)
       summary.json     per task / suite / overall success, Wilson 95% intervals, time breakdown
       results.md       the same as a Markdown table
       success.png      bar chart with Wilson whiskers
       videos/<suite>/task00_ep000_{success,failure}.mp4   (optional)
 
-A killed run loses at most the episodes in flight: finished ones are on disk (a torn last line is
-ignored and dropped on the next append) and ``done_episodes()`` tells a resumed run what to skip.
+A killed run loses at most the episodes in flight: finished ones are on disk and
+``done_episodes()`` tells a resumed run what to skip. Reading skips torn or corrupted lines (with
+a warning) and never fails; a run that starts (``check_run``) moves them to
+``episodes.corrupt.jsonl`` first, so its new episodes never land behind a broken line.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from cliprt_core.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from cliprt_core.atomic import (append_jsonl, atomic_write_json, atomic_write_text,
+                                clean_stale_temp_files, repair_jsonl, scan_jsonl)
 from cliprt_core.eval.episode import EpisodeResult, video_name
 from cliprt_core.eval.stats import markdown_table, summarize
 
@@ -36,12 +40,22 @@ def record_key(record: dict[str, Any]) -> EpisodeKey:
     return (str(record["suite"]), int(record["task_id"]), int(record["episode"]))
 
 
+def is_episode_record(record: Any) -> bool:
+    """True for a finished-episode dict: a usable (suite, task_id, episode) key and a success."""
+    try:
+        record_key(record)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return isinstance(record.get("success"), bool)
+
+
 class ResultsDir:
     """Read and write one evaluation's results directory."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.episodes_path = self.path / "episodes.jsonl"
+        self.corrupt_path = self.path / "episodes.corrupt.jsonl"
         self.run_path = self.path / "run.json"
         self.summary_path = self.path / "summary.json"
         self.table_path = self.path / "results.md"
@@ -53,10 +67,12 @@ class ResultsDir:
         """Record the run's protocol settings, or verify they match those of the earlier run.
 
         ``write=False`` only verifies (nothing is created): callers check before loading a
-        policy and record once it loaded, so a failed start leaves no run.json behind.
+        policy and record once it loaded, so a failed start leaves no run.json behind. A
+        recording (re)start also repairs the folder: temporary files of killed writes are
+        removed and bad lines of episodes.jsonl are quarantined (:meth:`repair`).
         """
-        if self.run_path.exists():
-            previous = json.loads(self.run_path.read_text(encoding="utf-8"))
+        previous = self._run_settings()
+        if previous is not None:
             different = {k: (previous.get(k), v) for k, v in settings.items()
                          if k in previous and previous[k] != v}
             if different:
@@ -67,6 +83,8 @@ class ResultsDir:
             settings = {**previous, **settings}
         if write:
             self.path.mkdir(parents=True, exist_ok=True)
+            clean_stale_temp_files(self.path, recursive=True)
+            self.repair()
             atomic_write_json(self.run_path, settings)
 
     # --- episodes ------------------------------------------------------------------------------
@@ -79,16 +97,41 @@ class ResultsDir:
         append_jsonl(self.episodes_path, record)
         return record
 
+    def repair(self) -> int:
+        """Move torn or corrupted lines of episodes.jsonl to episodes.corrupt.jsonl (warned).
+
+        Only for a writer that owns the folder (it rewrites episodes.jsonl); returns the count.
+        """
+        _, bad = repair_jsonl(self.episodes_path, self.corrupt_path, valid=is_episode_record)
+        if bad:
+            lines = ", ".join(str(number) for number, _ in bad[:10])
+            warnings.warn(f"{self.episodes_path}: {len(bad)} torn or corrupted line(s) (line "
+                          f"{lines}) moved to {self.corrupt_path.name}; their episodes run again")
+        return len(bad)
+
     def records(self) -> list[dict[str, Any]]:
-        """Finished episodes, each once (a duplicate line, e.g. from two writers, is ignored)."""
+        """Finished episodes, each once (a duplicate line, e.g. from two writers, is ignored).
+
+        Read-only: torn or corrupted lines are skipped with a warning (see :meth:`repair`)."""
+        records, bad = scan_jsonl(self.episodes_path, valid=is_episode_record)
+        tail = self._unfinished_tail() if bad else None
+        complete = [n for n, _ in bad if n != tail]
+        if complete:
+            warnings.warn(f"{self.episodes_path}: skipped {len(complete)} corrupted line(s) "
+                          f"(line {', '.join(str(n) for n in complete[:10])})")
         seen: dict[EpisodeKey, dict[str, Any]] = {}
-        for record in read_jsonl(self.episodes_path):
+        for record in records:
             key = record_key(record)
             if key in seen:
                 warnings.warn(f"{self.episodes_path}: duplicate episode {key} ignored")
                 continue
             seen[key] = record
         return list(seen.values())
+
+    def _unfinished_tail(self) -> int | None:
+        """The number of a last line without a newline (a write in progress), if any."""
+        data = self.episodes_path.read_bytes()
+        return None if data.endswith(b"\n") else data.count(b"\n") + 1
 
     def done_episodes(self) -> set[EpisodeKey]:
         """Keys of the finished episodes: what a resumed run skips."""
@@ -115,7 +158,7 @@ class ResultsDir:
         summary = summarize(records)
         summary["complete"] = missing == 0
         summary["missing_episodes"] = missing
-        summary["run"] = run if run is not None else self._run_settings()
+        summary["run"] = run if run is not None else self._run_settings(strict=False)
         summary["files"] = {"episodes": self.episodes_path.name, "table": self.table_path.name,
                             "plot": self.plot_path.name if plot else None}
         self.path.mkdir(parents=True, exist_ok=True)
@@ -129,10 +172,24 @@ class ResultsDir:
             plot_success(summary, self.plot_path)
         return summary
 
-    def _run_settings(self) -> dict[str, Any] | None:
+    def _run_settings(self, strict: bool = True) -> dict[str, Any] | None:
+        """run.json; a corrupted one is an error (``strict``) or a warning and None."""
         if not self.run_path.exists():
             return None
-        return json.loads(self.run_path.read_text(encoding="utf-8"))
+        try:
+            settings = json.loads(self.run_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            settings, problem = None, f"is corrupted ({exc})"
+        else:
+            problem = "" if isinstance(settings, dict) else "is not a JSON object"
+        if not problem:
+            return settings
+        message = (f"{self.run_path} {problem}; delete it to continue (the finished episodes "
+                   f"are kept)")
+        if strict:
+            raise ResultsMismatchError(message)
+        warnings.warn(message)
+        return None
 
     def _relative(self, path: str) -> str:
         try:

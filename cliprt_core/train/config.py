@@ -71,27 +71,40 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.train.max_steps >= 1, "train.max_steps must be >= 1"),
-            (self.train.global_batch_size >= 1, "train.global_batch_size must be >= 1"),
-            (self.train.micro_batch_size is None or self.train.micro_batch_size >= 1,
-             "train.micro_batch_size must be >= 1"),
-            (self.optim.lr > 0, "optim.lr must be > 0"),
-            (self.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
-            (0.0 <= self.optim.min_lr_ratio <= 1.0, "optim.min_lr_ratio must be in [0, 1]"),
-            (self.optim.grad_clip is None or self.optim.grad_clip > 0,
-             "optim.grad_clip must be > 0"),
-            (self.log.log_every >= 1, "log.log_every must be >= 1"),
-            (self.log.save_every >= 0 and self.log.eval_every >= 0,
-             "log.save_every and log.eval_every must be >= 0"),
-            (0.0 <= self.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
-            (self.data.num_workers >= 0, "data.num_workers must be >= 0"),
-            (0 < self.data.crop_scale[0] <= self.data.crop_scale[1] <= 1.0,
-             "data.crop_scale must satisfy 0 < low <= high <= 1"),
+        t, o, d, g = self.train, self.optim, self.data, self.log
+        checks = [  # (valid, setting, value, rule)
+            (t.max_steps >= 1, "train.max_steps", t.max_steps, ">= 1"),
+            (t.global_batch_size >= 1, "train.global_batch_size", t.global_batch_size, ">= 1"),
+            (t.micro_batch_size is None or t.micro_batch_size >= 1, "train.micro_batch_size",
+             t.micro_batch_size, ">= 1 or null"),
+            (t.num_threads is None or t.num_threads >= 1, "train.num_threads", t.num_threads,
+             ">= 1 or null"),
+            (o.lr > 0, "optim.lr", o.lr, "> 0"),
+            (o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0"),
+            (all(0 <= b < 1 for b in o.betas), "optim.betas", list(o.betas), "in [0, 1)"),
+            (o.eps > 0, "optim.eps", o.eps, "> 0"),
+            (o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0"),
+            (0.0 <= o.min_lr_ratio <= 1.0, "optim.min_lr_ratio", o.min_lr_ratio, "in [0, 1]"),
+            (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", o.grad_clip,
+             "> 0 or null"),
+            (g.log_every >= 1, "log.log_every", g.log_every, ">= 1"),
+            (g.save_every >= 0, "log.save_every", g.save_every, ">= 0"),
+            (g.eval_every >= 0, "log.eval_every", g.eval_every, ">= 0"),
+            (g.val_max_batches >= 0, "log.val_max_batches", g.val_max_batches, ">= 0"),
+            (0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "in [0, 1)"),
+            (d.num_workers >= 0, "data.num_workers", d.num_workers, ">= 0"),
+            (d.prefetch_factor >= 1, "data.prefetch_factor", d.prefetch_factor, ">= 1"),
+            (d.cache_mb >= 0, "data.cache_mb", d.cache_mb, ">= 0"),
+            (d.image_size is None or d.image_size >= 1, "data.image_size", d.image_size,
+             ">= 1 or null"),
+            (d.max_demos_per_file is None or d.max_demos_per_file >= 1,
+             "data.max_demos_per_file", d.max_demos_per_file, ">= 1 or null"),
+            (0 < d.crop_scale[0] <= d.crop_scale[1] <= 1.0, "data.crop_scale",
+             list(d.crop_scale), "0 < low <= high <= 1"),
         ]
-        for ok, message in checks:
+        for ok, name, value, rule in checks:
             if not ok:
-                raise ConfigError(message)
+                raise ConfigError(f"{name}={value}: must be {rule}")
 
 
 def load_train_config(name_or_path: str | os.PathLike | None,

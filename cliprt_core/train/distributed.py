@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from cliprt_core.collectives import all_gather_nograd, all_gather_with_grad  # noqa: F401 (API)
+from cliprt_core.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistCon
     """Join the torchrun job (if any) and pick this process's device.
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. Backend: nccl for CUDA,
-    gloo for CPU.
+    gloo for CPU. ``cuda`` without a GPU is a ConfigError.
     """
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but torch.cuda.is_available() is False")
+        raise ConfigError("train.device=cuda: no CUDA GPU is available (torch.cuda.is_available() "
+                          "is False); use train.device=cpu or auto")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -14,9 +14,16 @@
 
 Every checkpoint is a cliprt checkpoint: ``cliprt_core.checkpoint.load_model`` and
 ``Policy.from_checkpoint`` load any of them.
+
+One folder holds one consistent history. A run that starts fresh in a folder holding files of
+an earlier run that never saved ``last.pt`` (it crashed early) moves them into
+``previous-<UTC time>/`` first; a folder with ``last.pt`` is refused unless resumed
+(the trainer). A resumed run drops metrics newer than the checkpoint it resumes from.
+Temporary files of writes killed mid-way are removed when a run starts or resumes.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 from pathlib import Path
@@ -24,7 +31,9 @@ from typing import Any
 
 import yaml
 
-from cliprt_core.atomic import append_jsonl, atomic_torch_save, atomic_write_text, read_jsonl
+from cliprt_core.atomic import (append_jsonl, atomic_write_text, clean_stale_temp_files,
+                                repair_jsonl)
+from cliprt_core.checkpoint.io import atomic_torch_save
 from cliprt_core.config import to_dict
 
 log = logging.getLogger(__name__)
@@ -48,12 +57,46 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return self.last.is_file()
 
-    def create(self, config: Any) -> None:
-        """Make the folders and write the resolved config."""
+    def create(self, config: Any, fresh: bool = True) -> None:
+        """Make the folders and write the resolved config (after removing stale temporary files
+        and, for a ``fresh`` run, moving an earlier run's leftovers aside)."""
         if not self.is_main:
             return
+        for folder in (self.path, self.checkpoints):
+            clean_stale_temp_files(folder)
+        if fresh:
+            self.archive_leftovers()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_file, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+    def _own_files(self) -> list[Path]:
+        """What the trainer writes into the run folder (other files there are never touched)."""
+        names = [self.config_file, self.metrics_file, self.val_file, self.checkpoints,
+                 self.path / "tb", self.metrics_file.with_suffix(".corrupt.jsonl"),
+                 self.val_file.with_suffix(".corrupt.jsonl")]
+        return [p for p in names if p.exists()]
+
+    def archive_leftovers(self) -> Path | None:
+        """Move the files of an earlier run without ``last.pt`` into ``previous-<UTC time>/``.
+
+        A folder holding only its config.yaml (a run that failed before its first step) is just
+        reused. Returns the archive folder, if one was made."""
+        if self.has_checkpoint():
+            return None
+        own = self._own_files()
+        if all(p == self.config_file or (p.is_dir() and not any(p.iterdir())) for p in own):
+            return None
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        archive, number = self.path / f"previous-{stamp}", 1
+        while archive.exists():
+            number += 1
+            archive = self.path / f"previous-{stamp}-{number}"
+        archive.mkdir()
+        for item in own:
+            item.rename(archive / item.name)
+        log.warning("%s held files of an earlier run that saved no checkpoint; moved them to %s "
+                    "and starting afresh", self.path, archive)
+        return archive
 
     def writer(self):
         if not (self.is_main and self._tensorboard):
@@ -81,14 +124,19 @@ class RunDir:
             writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop records newer than ``step`` (written after the checkpoint a resume starts from)."""
+        """Drop records newer than ``step`` (written after the checkpoint a resume starts from);
+        torn or corrupted lines move to ``<name>.corrupt.jsonl``."""
         if not self.is_main:
             return
         for file in (self.metrics_file, self.val_file):
             if not file.exists():
                 continue
-            records = read_jsonl(file)
-            kept = [r for r in records if r.get("step", 0) <= step]
+            records, bad = repair_jsonl(file, file.with_suffix(".corrupt.jsonl"),
+                                        valid=lambda r: isinstance(r.get("step"), int))
+            if bad:
+                log.warning("%s: moved %d torn or corrupted line(s) to %s", file, len(bad),
+                            file.with_suffix(".corrupt.jsonl").name)
+            kept = [r for r in records if r["step"] <= step]
             if len(kept) != len(records):
                 atomic_write_text(file, "".join(json.dumps(r) + "\n" for r in kept))
 

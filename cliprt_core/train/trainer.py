@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,9 +21,10 @@ from torch import nn
 
 import cliprt_core.train.distributed as D
 from cliprt_core.checkpoint.native import make_payload
-from cliprt_core.checkpoint.safe_load import safe_torch_load
+from cliprt_core.checkpoint.loading import load_payload
 from cliprt_core.config import ConfigError, from_dict, to_dict
 from cliprt_core.data import EpochBatchSampler, ShardedEvalSampler, build_datasets, make_loader
+from cliprt_core.data.loader import worker_deaths_ignored
 from cliprt_core.heads import Head, LossStep, head_for
 from cliprt_core.model import CLIPRTConfig, create_model, load_model_config
 from cliprt_core.model.preprocessing import normalize
@@ -34,6 +33,7 @@ from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
 from cliprt_core.train.optim import build_optimizer, build_scheduler, restore_optimization
 from cliprt_core.train.run_dir import RunDir
+from cliprt_core.train.signals import StopRequest
 from cliprt_core.train.state import capture_rng, restore_rng
 
 log = logging.getLogger("cliprt.train")
@@ -141,11 +141,13 @@ class Trainer:
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.best_val = math.inf
         self._iterator = None
-        self._stop = False
+        self._stop = StopRequest()
         self._last_saved = -1  # step of the newest last.pt
         if resume:
             self._restore()
-        self.run.create(config)  # the resolved config (rewritten on resume: overrides count)
+        # the resolved config (rewritten on resume: overrides count); a fresh run moves the
+        # files of an earlier run that saved no checkpoint aside
+        self.run.create(config, fresh=not resume)
         self._log(f"{self.model_config.name}: {sum(p.numel() for p in self.model.parameters()):,} "
                   f"parameters; {len(self.train_set):,} samples from {self.train_set.num_demos} "
                   f"demos; global batch {config.train.global_batch_size} = {self.dist.world_size} "
@@ -173,7 +175,7 @@ class Trainer:
         """Train to ``until_step`` (default ``train.max_steps``); always leaves ``last.pt``."""
         cfg = self.config
         until = min(until_step or cfg.train.max_steps, cfg.train.max_steps)
-        handlers = self._install_signal_handlers()
+        self._stop.__enter__()  # SIGTERM / SIGINT: save last.pt at the step boundary, stop
         progress = None
         if self.dist.is_main and cfg.log.progress:
             from tqdm.auto import tqdm
@@ -181,7 +183,7 @@ class Trainer:
                             dynamic_ncols=True)
         window_loss = torch.zeros((), device=self.device)
         window_steps, data_time, window_start = 0, 0.0, time.perf_counter()
-        last = {}
+        last, stopped_by = {}, None
         try:
             while self.step < until:
                 fetch = time.perf_counter()
@@ -210,15 +212,17 @@ class Trainer:
                 if cfg.log.save_every and self.step % cfg.log.save_every == 0:
                     self.save(periodic=True)
                 if stop:
-                    self._log(f"stop requested: saving at step {self.step}")
+                    stopped_by = self._stop.name or "SIGTERM"  # or another rank's signal
+                    self._log(f"{stopped_by}: saving at step {self.step} and stopping")
                     break
             if self._last_saved != self.step:
-                self.save()
+                with worker_deaths_ignored():  # a dead worker must not cost the progress
+                    self.save()
         finally:
             if progress is not None:
                 progress.close()
-            self._restore_signal_handlers(handlers)
-        return {"step": self.step, "run_dir": str(self.run.path), **last}
+            self._stop.__exit__(None, None, None)
+        return {"step": self.step, "run_dir": str(self.run.path), "stopped_by": stopped_by, **last}
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         if self._iterator is None:
@@ -321,7 +325,7 @@ class Trainer:
         D.barrier()
 
     def _restore(self) -> None:
-        payload = safe_torch_load(self.run.last)
+        payload = load_payload(self.run.last).payload  # CRC-checked
         saved = from_dict(CLIPRTConfig, payload["model_config"])
         if saved != self.model_config:
             raise ConfigError(f"{self.run.last}: the checkpoint's model ({saved.name}) differs "
@@ -344,28 +348,14 @@ class Trainer:
         self._log(f"resumed {self.run.last} at step {self.step} (epoch {self.epoch})")
 
     # --- stopping on SIGTERM / Ctrl-C --------------------------------------------------------
-    def _install_signal_handlers(self):
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def request_stop(signum, frame):
-            self._stop = True
-
-        return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    @staticmethod
-    def _restore_signal_handlers(handlers) -> None:
-        for sig, handler in (handlers or {}).items():
-            signal.signal(sig, handler)
-
     def _stop_requested(self, log_step: bool) -> bool:
         """All ranks agree (a signal may reach them at different steps): checked at log steps,
         where the loss is synchronised anyway."""
         if not self.dist.distributed:
-            return self._stop
+            return self._stop.requested
         if not log_step:
             return False
-        flag = torch.tensor(float(self._stop), device=self.device)
+        flag = torch.tensor(float(self._stop.requested), device=self.device)
         return bool(D.all_reduce_max(flag).item())
 
     def close(self) -> None:
