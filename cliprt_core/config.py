@@ -258,6 +258,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 return _coerce(arg, value, path)
             except ConfigError as exc:
                 errors.append(str(exc))
+                if isinstance(value, Mapping) and dataclasses.is_dataclass(arg):
+                    raise  # a mapping meant for this config class: its own error is the one
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {tp}")
     if origin is typing.Literal:
         if value not in args:

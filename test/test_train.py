@@ -1,6 +1,7 @@
 """The trainer on the tiny models, CPU, real LIBERO-layout files: overfitting, exact resume,
 losses, optimizer groups, run directory, CLI, configs."""
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -189,6 +190,24 @@ def test_cli_trains_and_rejects_bad_configs(tmp_path, demos, capsys):
     assert "train.warmup" in capsys.readouterr().err
     assert train_cli.main(["--config", "tiny", f"data.paths=[{tmp_path / 'empty'}]"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_overrides_the_architecture_and_resumes_it(tmp_path, demos):
+    """`model.decoder.layers=1` changes the model trained, and the run remembers it."""
+    args = ["--config", "tiny", f"data.paths=[{demos.path}]", f"log.output_dir={tmp_path}",
+            "train.max_steps=1", "log.progress=false", "train.global_batch_size=4",
+            "model.decoder.layers=1", "model.action_head.blocks=1"]
+    assert train_cli.main(args) == 0
+    run = tmp_path / "tiny"
+    saved = load_config(TrainConfig, run / "config.yaml")
+    assert saved.model.decoder.layers == 1 and saved.model.action_head.blocks == 1
+    model, _ = load_model(run / "checkpoints" / "last.pt")
+    assert len(model.decoder.transformer.resblocks) == 1
+    assert train_cli.main(["--run-dir", str(run), "--resume", "train.max_steps=2"]) == 0
+    with pytest.raises(ConfigError, match="model.decoder.layerz"):
+        load_train_config("tiny", ["model.decoder.layerz=1"])
+    with pytest.raises(dataclasses.FrozenInstanceError):  # frozen once loaded
+        saved.optim.lr = 1.0
 
 
 def test_shipped_configs_load():

@@ -1,21 +1,24 @@
 """The training configuration (one YAML file per experiment, ``config/train/*.yaml``).
 
-Sections: ``model`` (a model config name or path), ``init_checkpoint`` / ``init_mode``,
-``seed``, ``data`` (:class:`cliprt_core.data.DataConfig`), ``optim``, ``train`` and ``log``.
-Unknown keys are errors (cliprt_core.config); ``key.sub=value`` overrides apply on top.
+Sections: ``model`` (a model config name or path, or a whole model config), ``init_checkpoint``
+/ ``init_mode``, ``seed``, ``data`` (:class:`cliprt_core.data.DataConfig`), ``optim``, ``train``
+and ``log``. Unknown keys are errors (cliprt_core.config); ``key.sub=value`` overrides apply on
+top, also inside the architecture (``model.decoder.layers=2`` expands the named model config
+first). Configs are frozen once loaded.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Sequence
 
-from cliprt_core.config import ConfigError, load_config
+from cliprt_core.config import ConfigError, load_config, read_yaml, to_dict
 from cliprt_core.data.config import DataConfig
+from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
 from cliprt_core.paths import resolve_config_file
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     """AdamW + cosine schedule with linear warmup (CLIP-RT's open_clip recipe)."""
 
@@ -30,7 +33,7 @@ class OptimConfig:
     fused: bool | None = None  # fused AdamW kernel; null: on CUDA and CPU
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSection:
     """Steps, batch geometry and numerics."""
 
@@ -43,7 +46,7 @@ class TrainSection:
     grad_checkpointing: bool = False  # recompute transformer activations in backward (memory)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogConfig:
     """The run directory and what goes into it."""
 
@@ -57,11 +60,11 @@ class LogConfig:
     tensorboard: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole experiment."""
 
-    model: str = "cliprt-tiny"
+    model: str | CLIPRTConfig = "cliprt-tiny"  # a model config name/path, or the config itself
     init_checkpoint: str | None = None  # cliprt / official checkpoint, hub id, or open_clip:<tag>
     init_mode: Literal["full", "backbone"] = "full"  # backbone: copy only the CLIP towers
     seed: int = 7
@@ -111,10 +114,32 @@ def load_train_config(name_or_path: str | os.PathLike | None,
                       overrides: Sequence[str] = ()) -> TrainConfig:
     """Load ``config/train/<name>.yaml`` (or a path), apply overrides; run_name defaults to the
     file's name."""
-    if name_or_path is None:
-        return load_config(TrainConfig, None, overrides)
-    path = resolve_config_file("train", name_or_path)
-    config = load_config(TrainConfig, path, overrides)
-    if config.log.run_name is None:
-        config.log.run_name = path.stem
+    path = None if name_or_path is None else resolve_config_file("train", name_or_path)
+    data: dict[str, Any] = {} if path is None else read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    if any(o.partition("=")[0].strip().startswith("model.") for o in overrides):
+        data["model"] = _expanded_model(data.get("model", TrainConfig.model))
+    try:
+        config = load_config(TrainConfig, data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+    if path is not None and config.log.run_name is None:
+        config = replace(config, log=replace(config.log, run_name=path.stem))
     return config
+
+
+def model_config_of(config: TrainConfig) -> CLIPRTConfig:
+    """The architecture a training config describes (a name is loaded; a config is itself)."""
+    if isinstance(config.model, CLIPRTConfig):
+        return config.model
+    return load_model_config(config.model)
+
+
+def _expanded_model(model: Any) -> dict[str, Any]:
+    """A model config name as the nested dict its settings can be overridden in."""
+    if isinstance(model, dict):
+        return model
+    if not isinstance(model, str):
+        raise ConfigError(f"model: expected a model config name or mapping, got {model!r}")
+    return to_dict(load_model_config(model))

@@ -26,9 +26,9 @@ from cliprt_core.config import ConfigError, from_dict, to_dict
 from cliprt_core.data import EpochBatchSampler, ShardedEvalSampler, build_datasets, make_loader
 from cliprt_core.data.loader import worker_deaths_ignored
 from cliprt_core.heads import Head, LossStep, head_for
-from cliprt_core.model import CLIPRTConfig, create_model, load_model_config
+from cliprt_core.model import CLIPRTConfig, create_model
 from cliprt_core.model.preprocessing import normalize
-from cliprt_core.train.config import TrainConfig
+from cliprt_core.train.config import TrainConfig, model_config_of
 from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
 from cliprt_core.train.optim import build_optimizer, build_scheduler, restore_optimization
@@ -81,7 +81,7 @@ class Trainer:
         if config.train.num_threads:
             torch.set_num_threads(config.train.num_threads)
         torch.manual_seed(config.seed)  # identical initial weights on every rank
-        self.model_config: CLIPRTConfig = load_model_config(config.model)
+        self.model_config: CLIPRTConfig = model_config_of(config)
         self.head = head_for(self.model_config)
         self.model = create_model(self.model_config)
         self.run = RunDir(run_dir or Path(config.log.output_dir) / (config.log.run_name or "run"),
