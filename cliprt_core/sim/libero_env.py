@@ -92,7 +92,7 @@ class LiberoTaskEnv:
     """
 
     def __init__(self, suite: str, task_id: int, camera_size: int = protocol.CAMERA_SIZE,
-                 seed: int = protocol.GLOBAL_SEED, wrist_camera: bool = True,
+                 seed: int = protocol.GLOBAL_SEED, wrist_camera: bool = False,
                  horizon: int | None = None,
                  num_dummy_steps: int = protocol.NUM_DUMMY_STEPS,
                  fast_settle: bool = True) -> None:
