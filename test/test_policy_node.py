@@ -5,25 +5,16 @@ import time
 
 import numpy as np
 import pytest
-from ros_utils import (colcon_install, DISCOVERY_S, Driver, NodeProcess, random_image,
-                       rclpy_available, spin_for, spin_until, tiny_policy, unique_namespace)
+from ros_utils import (DISCOVERY_S, Driver, NodeProcess, random_image, rclpy_available, spin_for,
+                       spin_until, unique_namespace)
 
 pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not installed')
 
 ANSWER_S = 20.0  # upper bound for one tiny-model answer on a loaded 2-core CI machine
 
 
-@pytest.fixture(scope='module')
-def rclpy_context():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
-def make_node(rclpy_context):
+def make_node(rclpy_context, tiny_policy):
     """Create a PolicyNode in a fresh namespace plus a Driver, spun by one executor."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -37,7 +28,7 @@ def make_node(rclpy_context):
         params.setdefault('warmup', False)
         namespace = unique_namespace()
         overrides = [Parameter(k, value=v) for k, v in params.items()]
-        node = PolicyNode(policy=policy or tiny_policy(), namespace=namespace,
+        node = PolicyNode(policy=policy or tiny_policy, namespace=namespace,
                           parameter_overrides=overrides)
         driver = Driver(namespace)
         executor = SingleThreadedExecutor()
@@ -71,7 +62,8 @@ def _expected(policy, instruction, rgb, low=-1.0, high=1.0):
     return np.clip(policy.act(rgb), low, high)
 
 
-def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(make_node):
+def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(
+        make_node, tiny_policy):
     from cliprt_ros.conversions import stamp_to_ns, trajectory_to_chunk
 
     executor, node, driver = make_node(action_frame_id='tool0', control_period=0.1)
@@ -89,17 +81,17 @@ def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(make_n
         assert nanoseconds == [100_000_000, 200_000_000, 300_000_000]
     spin_for(executor, 0.2)
     assert len(driver.chunks) == 3  # exactly one chunk per image, no extra
-    policy = tiny_policy()
     for stamp, rgb in sent:
         (msg,) = driver.answers_to(stamp)
         chunk = trajectory_to_chunk(msg)
         assert chunk.shape == (8, 7) and np.abs(chunk).max() <= 1.0
-        np.testing.assert_array_equal(chunk, _expected(policy, 'put the bowl on the plate', rgb))
+        expected = _expected(tiny_policy, 'put the bowl on the plate', rgb)
+        np.testing.assert_array_equal(chunk, expected)
     assert [stamp_to_ns(c.header.stamp) for c in driver.chunks] == [
         stamp_to_ns(s) for s, _ in sent]
 
 
-def test_late_node_receives_the_latched_instruction(rclpy_context):
+def test_late_node_receives_the_latched_instruction(rclpy_context, tiny_policy):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
@@ -108,7 +100,7 @@ def test_late_node_receives_the_latched_instruction(rclpy_context):
     namespace = unique_namespace()
     driver = Driver(namespace)
     driver.instruct('open the drawer')  # before the policy node exists
-    node = PolicyNode(policy=tiny_policy(), namespace=namespace, parameter_overrides=[
+    node = PolicyNode(policy=tiny_policy, namespace=namespace, parameter_overrides=[
         Parameter('image_qos', value='reliable'), Parameter('warmup', value=False)])
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -123,7 +115,7 @@ def test_late_node_receives_the_latched_instruction(rclpy_context):
         driver.destroy()
 
 
-def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node):
+def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node, tiny_policy):
     from cliprt_ros.conversions import rgb_to_image
 
     executor, node, driver = make_node()
@@ -156,7 +148,7 @@ def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node):
     assert len(driver.chunks) == 1
     from cliprt_ros.conversions import trajectory_to_chunk
     np.testing.assert_array_equal(trajectory_to_chunk(msg),
-                                  _expected(tiny_policy(), 'pick up the ketchup', rgb))
+                                  _expected(tiny_policy, 'pick up the ketchup', rgb))
     # A withheld action (logged as an error), then bad messages (warnings), in both orders:
     # rclpy refuses two severities from one logging call site, which once killed the node.
     wide = rgb_to_image(np.zeros((2, 4097, 3), np.uint8), driver.now())
@@ -257,7 +249,7 @@ def test_enable_service_and_parameter(make_node):
     assert node.get_parameter('checkpoint').value == ''
 
 
-def test_actions_are_clipped_to_the_configured_bounds(make_node):
+def test_actions_are_clipped_to_the_configured_bounds(make_node, tiny_policy):
     from cliprt_ros.conversions import trajectory_to_chunk
 
     executor, node, driver = make_node(action_low=[-0.1] * 6 + [-1.0],
@@ -266,7 +258,7 @@ def test_actions_are_clipped_to_the_configured_bounds(make_node):
     rgb = random_image(7)
     _, (msg,) = _ask(executor, driver, rgb)
     chunk = trajectory_to_chunk(msg)
-    raw = _expected(tiny_policy(), 'turn on the stove', rgb, -np.inf, np.inf)
+    raw = _expected(tiny_policy, 'turn on the stove', rgb, -np.inf, np.inf)
     assert np.abs(raw[:, :6]).max() > 0.1  # the random model really exceeds the bounds
     assert np.abs(chunk[:, :6]).max() <= np.float32(0.1)
     np.testing.assert_array_equal(chunk, np.clip(raw, node.guard.low, node.guard.high))
@@ -322,10 +314,10 @@ def test_frames_arriving_while_busy_are_dropped_not_queued(make_node):
     assert all(stamp_to_ns(c.header.stamp) in sent for c in driver.chunks)
 
 
-def test_discrete_model_publishes_the_primitive(make_node):
+def test_discrete_model_publishes_the_primitive(make_node, tiny_discrete_policy):
     from cliprt_ros.conversions import trajectory_to_chunk
 
-    policy = tiny_policy('cliprt-tiny-discrete')
+    policy = tiny_discrete_policy
     executor, node, driver = make_node(policy=policy, action_low=[-0.05] * 7,
                                        action_high=[0.05] * 7)
     _instruct(executor, node, driver, 'move the cup left')
@@ -342,33 +334,27 @@ def test_discrete_model_publishes_the_primitive(make_node):
 
 # --------------------------------------------------------------------------- installed executable
 
-@pytest.fixture(scope='module')
-def installed():
-    try:
-        return colcon_install()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-
-
+@pytest.mark.slow
 def test_installed_executable_serves_survives_bad_input_and_stops_on_signals(
-        installed, rclpy_context, tmp_path):
+        colcon_install, rclpy_context, tmp_path):
     """What a user does: `ros2 run cliprt_ros policy_node`, then `ros2 topic pub` at it."""
     from rclpy.executors import SingleThreadedExecutor
 
     from cliprt_ros.conversions import rgb_to_image
 
-    params = installed / 'share' / 'cliprt_ros' / 'config' / 'nodes' / 'policy_node.yaml'
+    params = colcon_install / 'share' / 'cliprt_ros' / 'config' / 'nodes' / 'policy_node.yaml'
     assert params.is_file()
     namespace = unique_namespace()
-    main = NodeProcess(installed, 'policy_node', [
+    main = NodeProcess(colcon_install, 'policy_node', [
         '-r', f'__ns:={namespace}', '--params-file', str(params),
         '-p', 'image_qos:=reliable', '-p', 'stale_image_timeout:=5.0'], tmp_path)
     # Started in parallel (startup is torch import + model load): SIGINT and a broken checkpoint.
-    other = NodeProcess(installed, 'policy_node', ['-r', f'__ns:={unique_namespace()}'], tmp_path)
-    broken = NodeProcess(installed, 'policy_node', [
+    other = NodeProcess(colcon_install, 'policy_node', ['-r', f'__ns:={unique_namespace()}'],
+                        tmp_path)
+    broken = NodeProcess(colcon_install, 'policy_node', [
         '-r', f'__ns:={unique_namespace()}', '-p', f'checkpoint:={tmp_path / "missing.pt"}'],
         tmp_path)
-    typo = NodeProcess(installed, 'policy_node', [  # a misspelled parameter never falls back
+    typo = NodeProcess(colcon_install, 'policy_node', [  # a misspelled parameter never falls back
         '-r', f'__ns:={unique_namespace()}', '-p', f'chekpoint:={tmp_path / "model.pt"}'],
         tmp_path)
     driver = Driver(namespace)
