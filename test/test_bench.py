@@ -28,7 +28,6 @@ def test_interleaved_timings_alternate_and_skip_warmup():
     rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
     assert len(rounds) == 6 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
     assert [r[0] for r in rounds] == ["a", "b", "c", "a", "b", "c"]  # who goes first rotates
-    assert all((v >= 0).all() for v in timings.values())
     with pytest.raises(ValueError):
         interleaved_timings(variants, iters=0, warmup=0)
 

@@ -38,7 +38,6 @@ def test_package_xml_is_valid_format3_ament_python():
     assert pkg.name == PKG
     assert pkg.package_format == 3
     assert pkg.get_build_type() == 'ament_python'
-    assert pkg.version == '0.1.0'
     assert [str(lic) for lic in pkg.licenses] == ['Apache-2.0']
     assert pkg.maintainers
     exec_deps = {dep.name for dep in pkg.exec_depends}

@@ -1,6 +1,7 @@
 """policy_node over real DDS on loopback: in-process nodes and the colcon-installed executable."""
 
 import signal
+import threading
 import time
 
 import numpy as np
@@ -283,35 +284,55 @@ def test_non_finite_model_output_is_never_published(make_node):
     assert driver.chunks == [] and node.stats['answered'] == 0
 
 
-def test_frames_arriving_while_busy_are_dropped_not_queued(make_node):
-    from cliprt_core.inference import Policy
+class GatedPolicy:
+    """
+    The real tiny policy, except that ``act`` waits until the test opens the gate.
 
-    policy = Policy.from_config('cliprt-tiny', device='cpu')
-    graph = policy.query
+    ``entered`` is set when a query reaches the model, so the test knows the model thread is
+    busy without timing anything.
+    """
 
-    def slow_query(pixels, prompts):  # a slow model: 0.4 s per query
-        time.sleep(0.4)
-        return graph(pixels, prompts)
+    def __init__(self, policy):
+        self._policy = policy
+        self.entered = threading.Event()
+        self.gate = threading.Event()
 
-    policy.query = slow_query
-    executor, node, driver = make_node(policy=policy, stale_image_timeout=30.0)
-    _instruct(executor, node, driver)
-    stamps = []
-    for seed in range(10):  # 10 frames at ~20 Hz: 0.5 s, about one query's time
-        stamps.append(driver.send_image(random_image(seed)))
-        spin_for(executor, 0.05)
+    def __getattr__(self, name):
+        return getattr(self._policy, name)
 
-    def settled():
-        s = node.stats
-        return s['images'] == 10 and s['answered'] + s['dropped_busy'] == 10 and not node._busy
+    def act(self, image):
+        self.entered.set()
+        assert self.gate.wait(60.0), 'the test never opened the gate'
+        return self._policy.act(image)
 
-    assert spin_until(executor, settled, ANSWER_S), node.stats
-    assert spin_until(executor, lambda: len(driver.chunks) == node.stats['answered'], ANSWER_S)
-    assert node.stats['answered'] <= 3 and node.stats['dropped_busy'] >= 7
-    assert driver.answers_to(stamps[0])  # the first frame found the model idle
+
+def test_frames_arriving_while_busy_are_dropped_not_queued(make_node, tiny_policy):
     from cliprt_ros.conversions import stamp_to_ns
-    sent = [stamp_to_ns(s) for s in stamps]
-    assert all(stamp_to_ns(c.header.stamp) in sent for c in driver.chunks)
+
+    frames = 10
+    policy = GatedPolicy(tiny_policy)
+    executor, node, driver = make_node(policy=policy, stale_image_timeout=60.0)
+    _instruct(executor, node, driver)
+    try:
+        stamps = [driver.send_image(random_image(0))]
+        assert spin_until(executor, policy.entered.is_set, ANSWER_S), node.stats
+        # The model is held busy: every further frame is counted, then dropped. One at a time:
+        # the node's image subscription keeps only the latest frame (depth 1).
+        for seed in range(1, frames):
+            stamps.append(driver.send_image(random_image(seed)))
+            assert spin_until(executor, lambda n=seed + 1: node.stats['images'] == n, ANSWER_S)
+        assert node.stats['dropped_busy'] == frames - 1 and node.stats['answered'] == 0
+    finally:
+        policy.gate.set()
+    assert spin_until(executor, lambda: len(driver.chunks) == node.stats['answered'] == 1,
+                      ANSWER_S), node.stats
+    assert node.stats['dropped_busy'] == frames - 1
+    assert stamp_to_ns(driver.chunks[0].header.stamp) == stamp_to_ns(stamps[0])
+    # Nothing was queued: the next frame after the answer is served, and only it.
+    stamp, _ = _ask(executor, driver, random_image(frames))
+    assert [stamp_to_ns(c.header.stamp) for c in driver.chunks] == [
+        stamp_to_ns(stamps[0]), stamp_to_ns(stamp)]
+    assert node.stats['dropped_busy'] == frames - 1
 
 
 def test_discrete_model_publishes_the_primitive(make_node, tiny_discrete_policy):
