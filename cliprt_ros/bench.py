@@ -12,7 +12,7 @@ Measures per query, on the same machine and run, with 256x256 RGB images and the
    (``run_eval --executor multi``; slow in rclpy 7.1, ros2/rclpy#1452);
 4. ``ros-2proc``: the policy node in its own process (what the launch file runs).
 
-Overhead = ROS median - in-process median (ms), and their ratio, against ``act()`` timed in the
+Overhead = ROS p50 - in-process p50 (ms), and their ratio, against ``act()`` timed in the
 same run on the thread that serves the ROS queries (``ros-2proc``: interleaved with the round
 trips). Each mode runs in a fresh process: torch on CPU is ~3x slower per query on any thread
 but the first one that ran it (one OpenMP team per thread), which is why policy_node keeps all
@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import statistics
 import subprocess
 import sys
 import threading
@@ -44,12 +43,6 @@ def _child_env():
     """Environment of the subprocesses: this cliprt_ros (and cliprt_core) importable."""
     path = os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get('PYTHONPATH')) if p)
     return dict(os.environ, PYTHONPATH=path)
-
-
-def _stats(samples_s):
-    ms = sorted(1000.0 * s for s in samples_s)
-    return {'median_ms': round(statistics.median(ms), 3), 'mean_ms': round(statistics.mean(ms), 3),
-            'p90_ms': round(ms[int(0.9 * (len(ms) - 1))], 3), 'queries': len(ms)}
 
 
 def bench_in_process(policy, images):
@@ -226,6 +219,8 @@ def main(argv=None):
     import numpy as np
     import torch
 
+    from cliprt_core.bench import latency_stats
+
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
               for _ in range(args.queries)]
@@ -248,25 +243,25 @@ def main(argv=None):
 
         policy = Policy.from_config(args.model_config, device='cpu')
         bench_in_process(policy, images[:20])
-        results['in-process'] = _stats(bench_in_process(policy, images))
+        results['in-process'] = latency_stats(bench_in_process(policy, images))
     else:
         mode = args.modes[0]
         local, remote = bench_ros(images, mode, model_config=args.model_config)
-        base, result = _stats(local), _stats(remote)
-        result['in_process_median_ms'] = base['median_ms']
-        result['overhead_ms'] = round(result['median_ms'] - base['median_ms'], 3)
-        result['ratio'] = round(result['median_ms'] / base['median_ms'], 2)
+        base, result = latency_stats(local), latency_stats(remote)
+        result['in_process_p50_ms'] = base['p50_ms']
+        result['overhead_ms'] = round(result['p50_ms'] - base['p50_ms'], 3)
+        result['ratio'] = round(result['p50_ms'] / base['p50_ms'], 2)
         results[mode] = result
     if args.quiet:
         print(json.dumps(results))
         return 0
-    print(f'{"mode":<14} {"median ms":>10} {"mean ms":>9} {"p90 ms":>8} {"act() ms":>9} '
+    print(f'{"mode":<14} {"p50 ms":>10} {"mean ms":>9} {"p90 ms":>8} {"act() ms":>9} '
           f'{"overhead ms":>12} {"ratio":>6}')
     for mode in MODES:
         if mode in results:
             r = results[mode]
-            print(f'{mode:<14} {r["median_ms"]:>10.2f} {r["mean_ms"]:>9.2f} {r["p90_ms"]:>8.2f} '
-                  f'{r.get("in_process_median_ms", r["median_ms"]):>9.2f} '
+            print(f'{mode:<14} {r["p50_ms"]:>10.2f} {r["mean_ms"]:>9.2f} {r["p90_ms"]:>8.2f} '
+                  f'{r.get("in_process_p50_ms", r["p50_ms"]):>9.2f} '
                   f'{r.get("overhead_ms", 0.0):>12.2f} {r.get("ratio", 1.0):>6.2f}')
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -1,4 +1,4 @@
-"""Helpers for the ROS 2 tests: isolated DDS, deadline loops, a topic driver, a colcon install.
+"""Helpers for the ROS 2 tests: isolated DDS, deadline loops, a topic driver, colcon builds.
 
 Importing this module isolates DDS for the whole test session: discovery stays on localhost and
 the session gets its own ``ROS_DOMAIN_ID`` (from the pid, 1..100; ``CLIPRT_TEST_DOMAIN_ID``
@@ -6,15 +6,11 @@ overrides). Every test additionally uses its own namespace, so two sessions that
 a domain still never see each other's messages.
 """
 
-import atexit
-import functools
 import os
 from pathlib import Path
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
@@ -124,40 +120,40 @@ class Driver:
         self.node.destroy_node()
 
 
-@functools.lru_cache(maxsize=None)
-def tiny_policy(name='cliprt-tiny'):
-    """One real (random-weight) tiny policy per config name and session: loading costs seconds."""
-    from cliprt_core.inference import Policy
-    return Policy.from_config(name, device='cpu')
-
-
 # --------------------------------------------------------------------------- colcon install
 
 COLCON = Path(sys.executable).parent / 'colcon'
+COLCON_TIMEOUT_S = 300
 
 
-@functools.lru_cache(maxsize=None)
-def colcon_install():
-    """Build the repo with the venv's colcon into a temporary workspace once per session.
+def colcon_build(base, *extra_args):
+    """
+    Build the repo with the venv's colcon into ``base`` (build/, install/, log/ there).
 
-    Returns the install prefix of the package (``.../install/cliprt_ros``). Raises
-    ``FileNotFoundError`` when colcon is not installed next to the running python.
+    Return the install prefix of the package (``base/install/cliprt_ros``). ``extra_args`` go
+    to ``colcon build`` (e.g. ``--symlink-install``). Raises ``FileNotFoundError`` when colcon
+    is not installed next to the running python, ``RuntimeError`` when the build fails.
     """
     if not COLCON.exists():
         raise FileNotFoundError(f'colcon is not installed next to {sys.executable}')
-    base = Path(tempfile.mkdtemp(prefix='cliprt_colcon_'))
-    atexit.register(shutil.rmtree, base, ignore_errors=True)
-    env = dict(os.environ, COLCON_HOME=str(base / 'colcon_home'))
+    base = Path(base)
+    cmd = [str(COLCON), '--log-base', str(base / 'log'), 'build', '--base-paths', str(REPO),
+           '--build-base', str(base / 'build'), '--install-base', str(base / 'install'),
+           '--event-handlers', 'console_direct-', *extra_args]
+    proc = subprocess.run(cmd, cwd=base, env=colcon_env(base), capture_output=True, text=True,
+                          timeout=COLCON_TIMEOUT_S)
+    if proc.returncode != 0 or f'Finished <<< {PKG}' not in proc.stdout:
+        raise RuntimeError(f'colcon build failed:\n{proc.stdout}\n{proc.stderr}')
+    return base / 'install' / PKG
+
+
+def colcon_env(base):
+    """Environment of a build in ``base``: the venv's colcon, no user defaults, no overlays."""
+    env = dict(os.environ, COLCON_HOME=str(Path(base) / 'colcon_home'))
     env['PATH'] = f'{COLCON.parent}{os.pathsep}{env.get("PATH", "")}'
     for var in ('AMENT_PREFIX_PATH', 'COLCON_PREFIX_PATH', 'PYTHONPATH'):
         env.pop(var, None)
-    cmd = [str(COLCON), '--log-base', str(base / 'log'), 'build', '--base-paths', str(REPO),
-           '--build-base', str(base / 'build'), '--install-base', str(base / 'install'),
-           '--event-handlers', 'console_direct-']
-    proc = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f'colcon build failed:\n{proc.stdout}\n{proc.stderr}')
-    return base / 'install' / PKG
+    return env
 
 
 def installed_env(prefix):

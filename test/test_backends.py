@@ -30,8 +30,8 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def torch_chunk():
-    return Policy.from_config("cliprt-tiny", device="cpu", seed=0)
+def torch_chunk(tiny_policy):  # the shared one (conftest)
+    return tiny_policy
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def onnx_chunk(torch_chunk, cache_dir):
 
 
 @pytest.fixture(scope="module")
-def torch_discrete():
-    return Policy.from_config("cliprt-tiny-discrete", device="cpu", seed=0)
+def torch_discrete(tiny_discrete_policy):  # the shared one (conftest)
+    return tiny_discrete_policy
 
 
 @pytest.fixture(scope="module")

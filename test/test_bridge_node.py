@@ -10,8 +10,7 @@ import signal
 
 import numpy as np
 import pytest
-from ros_utils import (colcon_install, NodeProcess, rclpy_available, spin_until, tiny_policy,
-                       unique_namespace)
+from ros_utils import NodeProcess, rclpy_available, spin_until, unique_namespace
 from sim_helpers import SharedEnv
 
 pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not installed')
@@ -19,15 +18,6 @@ pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not 
 LIBERO_CAMERA = 128  # smaller than the protocol's 256 to keep the test fast; same code path
 LIBERO_WRIST = True
 MAX_STEPS = 16  # two chunks of 8
-
-
-@pytest.fixture(scope='module')
-def rclpy_context():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 class Spy:
@@ -68,7 +58,9 @@ class Spy:
             self.chunk_pub.publish(mismatched)
 
 
-def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, tmp_path):
+@pytest.mark.slow
+def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, tiny_policy,
+                                                     tmp_path):
     from cliprt_core.eval import EvalConfig, run_episode
     from cliprt_ros.conversions import image_to_rgb
     from cliprt_ros.run_eval import create_nodes, run_nodes
@@ -77,7 +69,7 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
                         camera_size=LIBERO_CAMERA, wrist_camera=True,
                         results_dir=str(tmp_path / 'ros'), progress=False)
     namespace = unique_namespace()
-    policy = tiny_policy()
+    policy = tiny_policy
     policy_node, bridge = create_nodes(config, namespace=namespace, policy=policy,
                                        env_factory=lambda suite, task: SharedEnv(libero_env))
     spy = Spy(namespace)
@@ -121,6 +113,7 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
     assert [m.data for m in spy.instructions] == [libero_env.language]
 
 
+@pytest.mark.slow
 def test_unanswered_observation_times_out_as_a_failure_with_the_reason(
         libero_env, rclpy_context, tmp_path):
     from rclpy.executors import SingleThreadedExecutor
@@ -172,6 +165,7 @@ def test_unanswered_observation_times_out_as_a_failure_with_the_reason(
     assert bridge.summary['overall']['errors'] == 1
 
 
+@pytest.mark.slow
 def test_a_policy_node_that_goes_away_stops_the_run_and_keeps_the_episode_for_resume(
         libero_env, rclpy_context, tmp_path):
     from rclpy.executors import SingleThreadedExecutor
@@ -213,11 +207,10 @@ def test_a_policy_node_that_goes_away_stops_the_run_and_keeps_the_episode_for_re
 
 # --------------------------------------------------------------------------- installed executable
 
-def test_installed_bridge_validates_parameters_waits_for_a_policy_and_stops_on_sigterm(tmp_path):
-    try:
-        prefix = colcon_install()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+@pytest.mark.slow
+def test_installed_bridge_validates_parameters_waits_for_a_policy_and_stops_on_sigterm(
+        colcon_install, tmp_path):
+    prefix = colcon_install
     common = ['-p', 'tasks:=0', '-p', 'episodes:=1']
     waiting = NodeProcess(prefix, 'libero_bridge_node', [
         '-r', f'__ns:={unique_namespace()}', '-p', f'results_dir:={tmp_path / "a"}', *common],

@@ -76,8 +76,8 @@ def config(results_dir, **overrides):
 
 
 @pytest.fixture(scope="module")
-def policy():
-    return Policy.from_config("cliprt-tiny", device="cpu", seed=0)
+def policy(tiny_policy):  # the shared one (conftest)
+    return tiny_policy
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,7 @@ def reference(tmp_path_factory, libero_env, policy):
 
 
 @needs_libero
+@pytest.mark.slow
 def test_episode_writes_results_files(reference):
     results, summary = reference["results"], reference["summary"]
     records = reference["records"]
@@ -147,6 +148,7 @@ def test_episode_writes_results_files(reference):
 
 
 @needs_libero
+@pytest.mark.slow
 def test_interrupted_run_resumes_each_episode_exactly_once(reference):
     assert [r["episode"] for r in reference["after_interrupt"]] == [0]
     assert reference["partial_summary"]["missing_episodes"] == 1  # written on the way out
@@ -160,6 +162,7 @@ def test_interrupted_run_resumes_each_episode_exactly_once(reference):
 
 
 @needs_libero
+@pytest.mark.slow
 def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
     summary = run_evaluation(config(tmp_path, workers=2), policy)  # default LIBERO env factory
     parallel = {r["episode"]: r for r in ResultsDir(tmp_path).records()}
@@ -171,6 +174,7 @@ def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
 
 
 @needs_libero
+@pytest.mark.slow
 def test_failures_are_recorded_and_success_stops_the_episode(libero_env, policy, nan_policy,
                                                              tmp_path):
     cfg = config(tmp_path, episodes=4, max_steps=20, video=True)

@@ -241,6 +241,7 @@ def test_a_third_head_is_one_class_and_one_mapping_entry(monkeypatch, models, de
     assert graph_signature(policy)["output"] == {"action": ["batch", 7]}
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_heads_sit_below_data_and_training():
     """Importing the heads first pulls in neither the data nor the train package (both import
     the heads), and the validation pass does not import the trainer."""

@@ -3,7 +3,9 @@ Packaging tests: package.xml, setup.py metadata, real colcon builds (copy and sy
 
 The colcon builds use the colcon from the running venv (the one that also holds rclpy), build the
 repo into a temporary build/install/log base, then source the generated `setup.bash` exactly as a
-user would and inspect the result through ament_index_python and importlib.
+user would and inspect the result through ament_index_python and importlib. The copy install is
+the session's shared one (conftest's `colcon_install`, which the node tests run); the symlink
+install is built here.
 """
 
 import ast
@@ -15,10 +17,8 @@ import subprocess
 import sys
 
 import pytest
+from ros_utils import colcon_build, colcon_env, PKG, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-PKG = 'cliprt_ros'
-COLCON = Path(sys.executable).parent / 'colcon'
 NODES = {'policy_node', 'libero_bridge_node'}
 EXEC_DEPENDS = {
     'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'trajectory_msgs', 'std_srvs',
@@ -26,7 +26,6 @@ EXEC_DEPENDS = {
     'python3-matplotlib', 'python3-imageio',
 }
 TEST_DEPENDS = {'ament_flake8', 'ament_pep257', 'python3-pytest'}
-BUILD_TIMEOUT_S = 180
 
 
 # --------------------------------------------------------------------------- package metadata
@@ -39,7 +38,6 @@ def test_package_xml_is_valid_format3_ament_python():
     assert pkg.name == PKG
     assert pkg.package_format == 3
     assert pkg.get_build_type() == 'ament_python'
-    assert pkg.version == '0.1.0'
     assert [str(lic) for lic in pkg.licenses] == ['Apache-2.0']
     assert pkg.maintainers
     exec_deps = {dep.name for dep in pkg.exec_depends}
@@ -160,28 +158,13 @@ print(json.dumps({
 """
 
 
-def _colcon_build(base, *extra_args):
-    """Build the repo with colcon into ``base``; source the result; return probe info."""
-    if not COLCON.exists():
-        pytest.skip(f'colcon is not installed next to {sys.executable}')
-    env = dict(os.environ)
-    env['PATH'] = f'{COLCON.parent}{os.pathsep}{env.get("PATH", "")}'
-    env['COLCON_HOME'] = str(base / 'colcon_home')  # ignore any user defaults.yaml
-    for var in ('AMENT_PREFIX_PATH', 'COLCON_PREFIX_PATH', 'PYTHONPATH'):
-        env.pop(var, None)
-    cmd = [str(COLCON), '--log-base', str(base / 'log'), 'build',
-           '--base-paths', str(REPO),
-           '--build-base', str(base / 'build'), '--install-base', str(base / 'install'),
-           '--event-handlers', 'console_direct-', *extra_args]
-    proc = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_S)
-    assert proc.returncode == 0, f'colcon build failed:\n{proc.stdout}\n{proc.stderr}'
-    assert f'Finished <<< {PKG}' in proc.stdout, proc.stdout
-
-    # Use the workspace the way a user does: source setup.bash, then ask ament_index.
+def _probe(prefix):
+    """Source the workspace of ``prefix`` the way a user does; return what ament_index sees."""
+    base = prefix.parents[1]
     setup_bash = shlex.quote(str(base / 'install' / 'setup.bash'))
     script = f'source {setup_bash} && exec {shlex.quote(sys.executable)} -c "$CLIPRT_PROBE"'
-    probe = subprocess.run(['bash', '-c', script], cwd=base, env=dict(env, CLIPRT_PROBE=_PROBE),
+    probe = subprocess.run(['bash', '-c', script], cwd=base,
+                           env=dict(colcon_env(base), CLIPRT_PROBE=_PROBE),
                            capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     lines = probe.stdout.strip().splitlines()
@@ -191,13 +174,18 @@ def _colcon_build(base, *extra_args):
 
 
 @pytest.fixture(scope='module')
-def colcon_install(tmp_path_factory):
-    return _colcon_build(tmp_path_factory.mktemp('colcon'))
+def installed_info(colcon_install):
+    return _probe(colcon_install)
 
 
 @pytest.fixture(scope='module')
-def colcon_symlink_install(tmp_path_factory):
-    return _colcon_build(tmp_path_factory.mktemp('colcon_symlink'), '--symlink-install')
+def symlink_installed_info(tmp_path_factory):
+    """A build of its own: the session's shared install is a copy install."""
+    try:
+        prefix = colcon_build(tmp_path_factory.mktemp('colcon_symlink'), '--symlink-install')
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    return _probe(prefix)
 
 
 def _check_layout(info):
@@ -221,32 +209,34 @@ def _check_layout(info):
     return prefix
 
 
-def test_colcon_build_installs_package(colcon_install):
-    prefix = _check_layout(colcon_install)
+@pytest.mark.slow
+def test_colcon_build_installs_package(installed_info):
+    prefix = _check_layout(installed_info)
     site = prefix / 'lib' / f'python{sys.version_info[0]}.{sys.version_info[1]}' / 'site-packages'
     # The sourced workspace imports the installed copy, not the source tree or an editable install.
-    assert Path(colcon_install['core']).is_relative_to(site)
-    assert Path(colcon_install['ros']).is_relative_to(site)
+    assert Path(installed_info['core']).is_relative_to(site)
+    assert Path(installed_info['ros']).is_relative_to(site)
     vocab = sorted(p.name for p in (REPO / 'cliprt_core/actions/vocabularies').glob('*.json'))
     installed = sorted(p.name for p in (site / 'cliprt_core/actions/vocabularies').glob('*.json'))
     assert installed == vocab
     # Model configs are package data: resolved by name from the installed cliprt_core.
     models = sorted(p.stem for p in (REPO / 'cliprt_core/model/configs').glob('*.yaml'))
-    assert 'cliprt-tiny' in models and colcon_install['model_configs'] == models
+    assert 'cliprt-tiny' in models and installed_info['model_configs'] == models
     tiny = site / 'cliprt_core/model/configs/cliprt-tiny.yaml'
-    assert Path(colcon_install['tiny_config']) == tiny
-    assert colcon_install['tiny_name'] == 'cliprt-tiny'
+    assert Path(installed_info['tiny_config']) == tiny
+    assert installed_info['tiny_name'] == 'cliprt-tiny'
     for node_module in (REPO / PKG).glob('*.py'):
         assert (site / PKG / node_module.name).is_file()
 
 
-def test_colcon_symlink_install_links_back_to_sources(colcon_symlink_install):
-    prefix = _check_layout(colcon_symlink_install)
+@pytest.mark.slow
+def test_colcon_symlink_install_links_back_to_sources(symlink_installed_info):
+    prefix = _check_layout(symlink_installed_info)
     # Editing a source file must be visible without rebuilding: code and data resolve to the repo.
-    assert Path(colcon_symlink_install['core']).resolve() == REPO / 'cliprt_core' / '__init__.py'
-    assert Path(colcon_symlink_install['ros']).resolve() == REPO / PKG / '__init__.py'
+    assert Path(symlink_installed_info['core']).resolve() == REPO / 'cliprt_core' / '__init__.py'
+    assert Path(symlink_installed_info['ros']).resolve() == REPO / PKG / '__init__.py'
     tiny = REPO / 'cliprt_core/model/configs/cliprt-tiny.yaml'
-    assert Path(colcon_symlink_install['tiny_config']).resolve() == tiny
+    assert Path(symlink_installed_info['tiny_config']).resolve() == tiny
     share = prefix / 'share' / PKG
     assert (share / 'package.xml').resolve() == REPO / 'package.xml'
     for rel in _repo_data_files():

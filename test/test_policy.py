@@ -9,8 +9,8 @@ from cliprt_core.inference.embedding_cache import EmbeddingCache
 
 
 @pytest.fixture(scope="module")
-def policy():
-    return Policy.from_config("cliprt-tiny", device="cpu", seed=0)
+def policy(tiny_policy):  # the shared one (conftest)
+    return tiny_policy
 
 
 @pytest.fixture

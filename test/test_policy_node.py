@@ -1,29 +1,21 @@
 """policy_node over real DDS on loopback: in-process nodes and the colcon-installed executable."""
 
 import signal
+import threading
 import time
 
 import numpy as np
 import pytest
-from ros_utils import (colcon_install, DISCOVERY_S, Driver, NodeProcess, random_image,
-                       rclpy_available, spin_for, spin_until, tiny_policy, unique_namespace)
+from ros_utils import (DISCOVERY_S, Driver, NodeProcess, random_image, rclpy_available, spin_for,
+                       spin_until, unique_namespace)
 
 pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not installed')
 
 ANSWER_S = 20.0  # upper bound for one tiny-model answer on a loaded 2-core CI machine
 
 
-@pytest.fixture(scope='module')
-def rclpy_context():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
-def make_node(rclpy_context):
+def make_node(rclpy_context, tiny_policy):
     """Create a PolicyNode in a fresh namespace plus a Driver, spun by one executor."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -37,7 +29,7 @@ def make_node(rclpy_context):
         params.setdefault('warmup', False)
         namespace = unique_namespace()
         overrides = [Parameter(k, value=v) for k, v in params.items()]
-        node = PolicyNode(policy=policy or tiny_policy(), namespace=namespace,
+        node = PolicyNode(policy=policy or tiny_policy, namespace=namespace,
                           parameter_overrides=overrides)
         driver = Driver(namespace)
         executor = SingleThreadedExecutor()
@@ -71,7 +63,8 @@ def _expected(policy, instruction, rgb, low=-1.0, high=1.0):
     return np.clip(policy.act(rgb), low, high)
 
 
-def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(make_node):
+def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(
+        make_node, tiny_policy):
     from cliprt_ros.conversions import stamp_to_ns, trajectory_to_chunk
 
     executor, node, driver = make_node(action_frame_id='tool0', control_period=0.1)
@@ -89,17 +82,17 @@ def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(make_n
         assert nanoseconds == [100_000_000, 200_000_000, 300_000_000]
     spin_for(executor, 0.2)
     assert len(driver.chunks) == 3  # exactly one chunk per image, no extra
-    policy = tiny_policy()
     for stamp, rgb in sent:
         (msg,) = driver.answers_to(stamp)
         chunk = trajectory_to_chunk(msg)
         assert chunk.shape == (8, 7) and np.abs(chunk).max() <= 1.0
-        np.testing.assert_array_equal(chunk, _expected(policy, 'put the bowl on the plate', rgb))
+        expected = _expected(tiny_policy, 'put the bowl on the plate', rgb)
+        np.testing.assert_array_equal(chunk, expected)
     assert [stamp_to_ns(c.header.stamp) for c in driver.chunks] == [
         stamp_to_ns(s) for s, _ in sent]
 
 
-def test_late_node_receives_the_latched_instruction(rclpy_context):
+def test_late_node_receives_the_latched_instruction(rclpy_context, tiny_policy):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
@@ -108,7 +101,7 @@ def test_late_node_receives_the_latched_instruction(rclpy_context):
     namespace = unique_namespace()
     driver = Driver(namespace)
     driver.instruct('open the drawer')  # before the policy node exists
-    node = PolicyNode(policy=tiny_policy(), namespace=namespace, parameter_overrides=[
+    node = PolicyNode(policy=tiny_policy, namespace=namespace, parameter_overrides=[
         Parameter('image_qos', value='reliable'), Parameter('warmup', value=False)])
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -123,7 +116,7 @@ def test_late_node_receives_the_latched_instruction(rclpy_context):
         driver.destroy()
 
 
-def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node):
+def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node, tiny_policy):
     from cliprt_ros.conversions import rgb_to_image
 
     executor, node, driver = make_node()
@@ -156,7 +149,7 @@ def test_bad_messages_are_logged_skipped_and_the_node_keeps_running(make_node):
     assert len(driver.chunks) == 1
     from cliprt_ros.conversions import trajectory_to_chunk
     np.testing.assert_array_equal(trajectory_to_chunk(msg),
-                                  _expected(tiny_policy(), 'pick up the ketchup', rgb))
+                                  _expected(tiny_policy, 'pick up the ketchup', rgb))
     # A withheld action (logged as an error), then bad messages (warnings), in both orders:
     # rclpy refuses two severities from one logging call site, which once killed the node.
     wide = rgb_to_image(np.zeros((2, 4097, 3), np.uint8), driver.now())
@@ -257,7 +250,7 @@ def test_enable_service_and_parameter(make_node):
     assert node.get_parameter('checkpoint').value == ''
 
 
-def test_actions_are_clipped_to_the_configured_bounds(make_node):
+def test_actions_are_clipped_to_the_configured_bounds(make_node, tiny_policy):
     from cliprt_ros.conversions import trajectory_to_chunk
 
     executor, node, driver = make_node(action_low=[-0.1] * 6 + [-1.0],
@@ -266,7 +259,7 @@ def test_actions_are_clipped_to_the_configured_bounds(make_node):
     rgb = random_image(7)
     _, (msg,) = _ask(executor, driver, rgb)
     chunk = trajectory_to_chunk(msg)
-    raw = _expected(tiny_policy(), 'turn on the stove', rgb, -np.inf, np.inf)
+    raw = _expected(tiny_policy, 'turn on the stove', rgb, -np.inf, np.inf)
     assert np.abs(raw[:, :6]).max() > 0.1  # the random model really exceeds the bounds
     assert np.abs(chunk[:, :6]).max() <= np.float32(0.1)
     np.testing.assert_array_equal(chunk, np.clip(raw, node.guard.low, node.guard.high))
@@ -291,41 +284,61 @@ def test_non_finite_model_output_is_never_published(make_node):
     assert driver.chunks == [] and node.stats['answered'] == 0
 
 
-def test_frames_arriving_while_busy_are_dropped_not_queued(make_node):
-    from cliprt_core.inference import Policy
+class GatedPolicy:
+    """
+    The real tiny policy, except that ``act`` waits until the test opens the gate.
 
-    policy = Policy.from_config('cliprt-tiny', device='cpu')
-    graph = policy.query
+    ``entered`` is set when a query reaches the model, so the test knows the model thread is
+    busy without timing anything.
+    """
 
-    def slow_query(pixels, prompts):  # a slow model: 0.4 s per query
-        time.sleep(0.4)
-        return graph(pixels, prompts)
+    def __init__(self, policy):
+        self._policy = policy
+        self.entered = threading.Event()
+        self.gate = threading.Event()
 
-    policy.query = slow_query
-    executor, node, driver = make_node(policy=policy, stale_image_timeout=30.0)
-    _instruct(executor, node, driver)
-    stamps = []
-    for seed in range(10):  # 10 frames at ~20 Hz: 0.5 s, about one query's time
-        stamps.append(driver.send_image(random_image(seed)))
-        spin_for(executor, 0.05)
+    def __getattr__(self, name):
+        return getattr(self._policy, name)
 
-    def settled():
-        s = node.stats
-        return s['images'] == 10 and s['answered'] + s['dropped_busy'] == 10 and not node._busy
+    def act(self, image):
+        self.entered.set()
+        assert self.gate.wait(60.0), 'the test never opened the gate'
+        return self._policy.act(image)
 
-    assert spin_until(executor, settled, ANSWER_S), node.stats
-    assert spin_until(executor, lambda: len(driver.chunks) == node.stats['answered'], ANSWER_S)
-    assert node.stats['answered'] <= 3 and node.stats['dropped_busy'] >= 7
-    assert driver.answers_to(stamps[0])  # the first frame found the model idle
+
+def test_frames_arriving_while_busy_are_dropped_not_queued(make_node, tiny_policy):
     from cliprt_ros.conversions import stamp_to_ns
-    sent = [stamp_to_ns(s) for s in stamps]
-    assert all(stamp_to_ns(c.header.stamp) in sent for c in driver.chunks)
+
+    frames = 10
+    policy = GatedPolicy(tiny_policy)
+    executor, node, driver = make_node(policy=policy, stale_image_timeout=60.0)
+    _instruct(executor, node, driver)
+    try:
+        stamps = [driver.send_image(random_image(0))]
+        assert spin_until(executor, policy.entered.is_set, ANSWER_S), node.stats
+        # The model is held busy: every further frame is counted, then dropped. One at a time:
+        # the node's image subscription keeps only the latest frame (depth 1).
+        for seed in range(1, frames):
+            stamps.append(driver.send_image(random_image(seed)))
+            assert spin_until(executor, lambda n=seed + 1: node.stats['images'] == n, ANSWER_S)
+        assert node.stats['dropped_busy'] == frames - 1 and node.stats['answered'] == 0
+    finally:
+        policy.gate.set()
+    assert spin_until(executor, lambda: len(driver.chunks) == node.stats['answered'] == 1,
+                      ANSWER_S), node.stats
+    assert node.stats['dropped_busy'] == frames - 1
+    assert stamp_to_ns(driver.chunks[0].header.stamp) == stamp_to_ns(stamps[0])
+    # Nothing was queued: the next frame after the answer is served, and only it.
+    stamp, _ = _ask(executor, driver, random_image(frames))
+    assert [stamp_to_ns(c.header.stamp) for c in driver.chunks] == [
+        stamp_to_ns(stamps[0]), stamp_to_ns(stamp)]
+    assert node.stats['dropped_busy'] == frames - 1
 
 
-def test_discrete_model_publishes_the_primitive(make_node):
+def test_discrete_model_publishes_the_primitive(make_node, tiny_discrete_policy):
     from cliprt_ros.conversions import trajectory_to_chunk
 
-    policy = tiny_policy('cliprt-tiny-discrete')
+    policy = tiny_discrete_policy
     executor, node, driver = make_node(policy=policy, action_low=[-0.05] * 7,
                                        action_high=[0.05] * 7)
     _instruct(executor, node, driver, 'move the cup left')
@@ -342,33 +355,27 @@ def test_discrete_model_publishes_the_primitive(make_node):
 
 # --------------------------------------------------------------------------- installed executable
 
-@pytest.fixture(scope='module')
-def installed():
-    try:
-        return colcon_install()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-
-
+@pytest.mark.slow
 def test_installed_executable_serves_survives_bad_input_and_stops_on_signals(
-        installed, rclpy_context, tmp_path):
+        colcon_install, rclpy_context, tmp_path):
     """What a user does: `ros2 run cliprt_ros policy_node`, then `ros2 topic pub` at it."""
     from rclpy.executors import SingleThreadedExecutor
 
     from cliprt_ros.conversions import rgb_to_image
 
-    params = installed / 'share' / 'cliprt_ros' / 'config' / 'nodes' / 'policy_node.yaml'
+    params = colcon_install / 'share' / 'cliprt_ros' / 'config' / 'nodes' / 'policy_node.yaml'
     assert params.is_file()
     namespace = unique_namespace()
-    main = NodeProcess(installed, 'policy_node', [
+    main = NodeProcess(colcon_install, 'policy_node', [
         '-r', f'__ns:={namespace}', '--params-file', str(params),
         '-p', 'image_qos:=reliable', '-p', 'stale_image_timeout:=5.0'], tmp_path)
     # Started in parallel (startup is torch import + model load): SIGINT and a broken checkpoint.
-    other = NodeProcess(installed, 'policy_node', ['-r', f'__ns:={unique_namespace()}'], tmp_path)
-    broken = NodeProcess(installed, 'policy_node', [
+    other = NodeProcess(colcon_install, 'policy_node', ['-r', f'__ns:={unique_namespace()}'],
+                        tmp_path)
+    broken = NodeProcess(colcon_install, 'policy_node', [
         '-r', f'__ns:={unique_namespace()}', '-p', f'checkpoint:={tmp_path / "missing.pt"}'],
         tmp_path)
-    typo = NodeProcess(installed, 'policy_node', [  # a misspelled parameter never falls back
+    typo = NodeProcess(colcon_install, 'policy_node', [  # a misspelled parameter never falls back
         '-r', f'__ns:={unique_namespace()}', '-p', f'chekpoint:={tmp_path / "model.pt"}'],
         tmp_path)
     driver = Driver(namespace)

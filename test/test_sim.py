@@ -52,6 +52,7 @@ def _free_joint_qpos(env, name):
     return int(model.jnt_qposadr[joint])
 
 
+@pytest.mark.slow
 def test_task_metadata_and_protocol(env):
     assert env.language == ("pick up the black bowl between the plate and the ramekin and "
                             "place it on the plate")
@@ -96,6 +97,7 @@ def test_libero_config_is_prewritten_only_for_prompting_variants(tmp_path, monke
     assert written.read_text() == "benchmark_root: /mine\n"
 
 
+@pytest.mark.slow
 def test_reset_loads_init_state_and_settles(env, first_reset):
     observation, _, timestep = first_reset
     assert timestep == NUM_DUMMY_STEPS  # the settle steps ran inside reset
@@ -117,6 +119,7 @@ def test_reset_loads_init_state_and_settles(env, first_reset):
     assert np.sort(errors)[1] > 2 * errors[0]
 
 
+@pytest.mark.slow
 def test_images_are_upright(env, first_reset):
     """Upright = rotated 180 deg from LIBERO's render; pinned via MuJoCo's camera model."""
     import mujoco
@@ -163,6 +166,7 @@ def _put_bowl_on_plate(env):
     env.raw_env.sim.forward()
 
 
+@pytest.mark.slow
 def test_reset_is_deterministic_horizon_and_success(env, first_reset):
     _, fingerprint, _ = first_reset
     env.fast_settle = False  # the rendering shortcut of reset changes nothing

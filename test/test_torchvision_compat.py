@@ -2,7 +2,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_open_clip_imports_and_runs_in_a_fresh_process():
     code = (
         "from cliprt_core.model.torchvision_compat import import_open_clip\n"

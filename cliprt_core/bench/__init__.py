@@ -8,6 +8,7 @@ The ROS round trip is measured by ``python -m cliprt_ros.bench`` (it needs rclpy
 """
 from cliprt_core.bench.backend_bench import run_backend_benchmark
 from cliprt_core.bench.cache_bench import run_cache_benchmark
-from cliprt_core.bench.timing import interleaved_timings, summarize
+from cliprt_core.bench.timing import interleaved_timings, latency_stats
 
-__all__ = ["interleaved_timings", "run_backend_benchmark", "run_cache_benchmark", "summarize"]
+__all__ = ["interleaved_timings", "latency_stats", "run_backend_benchmark",
+           "run_cache_benchmark"]

@@ -16,7 +16,7 @@ import torch
 
 from cliprt_core.bench.common import (INSTRUCTION, build_model, environment, images,
                                       is_published_architecture, published_reference)
-from cliprt_core.bench.timing import interleaved_timings, summarize
+from cliprt_core.bench.timing import interleaved_timings, latency_stats
 from cliprt_core.inference.backends import BackendError, BackendUnavailableError
 from cliprt_core.inference.policy import Policy
 
@@ -79,9 +79,9 @@ def run_backend_benchmark(model_name: str, backends: Sequence[str], batches: Seq
             {name: (lambda p=policy: p.act_batch(frames, texts))
              for name, policy in policies.items()}, iters=iters, warmup=warmup,
             device=reference.device)
-        torch_p50 = summarize(timings["torch"])["p50_ms"]
+        torch_p50 = latency_stats(timings["torch"])["p50_ms"]
         for name, policy in policies.items():
-            stats = summarize(timings[name])
+            stats = latency_stats(timings[name])
             mean_s = float(np.mean(timings[name]))
             record = dict(base, backend=name, batch=batch, **stats)
             record.update({

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from cliprt_core.bench.common import INSTRUCTION, build_model, environment, images
-from cliprt_core.bench.timing import interleaved_timings, summarize
+from cliprt_core.bench.timing import interleaved_timings, latency_stats
 from cliprt_core.inference.policy import Policy
 
 
@@ -25,7 +25,7 @@ def run_cache_benchmark(model_name: str, *, device: str | torch.device = "cpu",
     timings = interleaved_timings({"cached": lambda: cached.act(image),
                                    "naive": lambda: naive.act(image)},
                                   iters=iters, warmup=warmup, device=cached.device)
-    stats = {name: summarize(values) for name, values in timings.items()}
+    stats = {name: latency_stats(values) for name, values in timings.items()}
     return {
         "bench": "cache", "model": model.config.name, "device": str(cached.device),
         "dtype": str(cached.dtype).replace("torch.", ""), **environment(cached.device),

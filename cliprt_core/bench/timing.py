@@ -36,7 +36,7 @@ def interleaved_timings(variants: dict[str, Callable[[], object]], iters: int, w
     return {name: np.asarray(values) for name, values in samples.items()}
 
 
-def summarize(seconds: np.ndarray) -> dict[str, float]:
+def latency_stats(seconds: np.ndarray) -> dict[str, float]:
     """p50/p90/p99/mean in milliseconds and the sample count."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3),

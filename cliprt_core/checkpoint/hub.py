@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cliprt_core.checkpoint.errors import CheckpointError
 
-# File names inside the official repositories (CHECKPOINTS.md). spatial/object/10 follow the
+# File names inside the official Hugging Face repositories. spatial/object/10 follow the
 # goal file's pattern, which is believed but unconfirmed.
 OFFICIAL_FILES = {
     "clip-rt/clip-rt-oxe-pretrained": "cliprt-oxe-pretrained.pt",

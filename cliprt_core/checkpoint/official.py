@@ -1,4 +1,4 @@
-"""Map the authors' CLIP-RT / CLIP-RT+ checkpoint keys onto our model (CHECKPOINTS.md).
+"""Map the authors' CLIP-RT / CLIP-RT+ checkpoint keys (their open_clip 2.24 fork) onto our model.
 
 Every tensor of the file is accounted for: mapped, or a verified duplicate of a mapped tensor
 (``text.*``, and the decoder's top-level ``*2`` aliases of ``text2.*``). Anything unknown,

@@ -1,4 +1,4 @@
-"""LIBERO demonstration HDF5 files: discovery, layout validation, instructions (DESIGN.md sec. 4).
+"""LIBERO demonstration HDF5 files: discovery, layout validation, instructions.
 
 Two layouts are read, and told apart by their ``data`` attributes:
 

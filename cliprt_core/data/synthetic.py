@@ -1,4 +1,4 @@
-"""Synthetic LIBERO demonstration HDF5 files in the exact on-disk layouts (DESIGN.md section 4).
+"""Synthetic LIBERO demonstration HDF5 files in the exact on-disk layouts (LIBERO's, OpenVLA's).
 
 For tests, benchmarks and trying the training pipeline without LIBERO's datasets: writes small
 files (a few demos of smooth actions and clearly changing frames) that real LIBERO readers accept.

@@ -2,7 +2,7 @@
 
 ``score = sigmoid(cosine(normalize(image + prompt), phrase))`` over the vocabulary's phrases,
 argmax, and the vocabulary maps the phrase to its action vector. Trained with CLIP-RT's sigmoid
-contrastive loss ("contrastive imitation learning", DESIGN.md section 2) on the primitive label
+contrastive loss ("contrastive imitation learning", arXiv 2411.00508) on the primitive label
 of each demo step; steps whose motion is below every primitive's threshold are no samples.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cliprt_core.model.configuration import CLIPRTConfig
 def sigmoid_contrastive(context: torch.Tensor, supervision: torch.Tensor, labels: torch.Tensor,
                         logit_scale: torch.Tensor, world_size: int = 1,
                         accumulation: int = 1) -> torch.Tensor:
-    """Discrete CLIP-RT loss ("contrastive imitation learning", DESIGN.md section 2).
+    """Discrete CLIP-RT loss ("contrastive imitation learning" of the CLIP-RT paper).
 
     ``logits[i, j] = exp(logit_scale) * <context_i, supervision_j>`` over the gathered batch
     (``M = W x m`` samples), target 1 where samples i and j share the action class (diagonal

@@ -1,4 +1,4 @@
-"""CLIP-RT+ action decoder and MLP-ResNet head (layout in shared CHECKPOINTS.md)."""
+"""CLIP-RT+ action decoder (a second text transformer over 58 tokens) and MLP-ResNet head."""
 from __future__ import annotations
 
 import torch
