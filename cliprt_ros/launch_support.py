@@ -30,8 +30,12 @@ def policy_overrides(configurations):
 
 
 def bridge_overrides(configurations):
-    """Parameters of ``libero_bridge_node``: the evaluation arguments plus the policy's
-    checkpoint and model_config (recorded in the results)."""
+    """
+    Parameters of ``libero_bridge_node`` for the given launch arguments.
+
+    The evaluation arguments plus the policy's checkpoint and model_config (recorded in the
+    results).
+    """
     names = EVAL_ARGUMENTS + ('checkpoint', 'model_config')
     return _overrides(configurations, BridgeConfig, names, BRIDGE_EXCLUDED)
 

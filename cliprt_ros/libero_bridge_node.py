@@ -51,7 +51,7 @@ def read_bridge_config(node):
     """Declare the bridge's parameters on ``node`` and return its :class:`BridgeConfig`."""
     declare_config(node, BridgeConfig, exclude=BRIDGE_EXCLUDED)
     return read_config(node, BridgeConfig, exclude=BRIDGE_EXCLUDED,
-                       fixed={'eval': {'workers': 1, 'progress': False}})
+                       fixed={'evaluation': {'workers': 1, 'progress': False}})
 
 
 class LiberoBridgeNode(Node):
@@ -66,7 +66,7 @@ class LiberoBridgeNode(Node):
         """
         super().__init__(NODE_NAME, **node_kwargs)
         bridge = read_bridge_config(self)
-        self.config = config = bridge.eval
+        self.config = config = bridge.evaluation
         self.camera_frame_id = bridge.camera_frame_id
         self.wrist_frame_id = bridge.wrist_frame_id
         self.resend_period = bridge.resend_period

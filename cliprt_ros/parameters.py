@@ -63,7 +63,7 @@ def check_overrides(node):
 
 
 def to_parameter(leaf, value):
-    """A setting's value as a ROS parameter value (None -> the type's empty value)."""
+    """Convert a setting's value to a ROS parameter value (None -> the type's empty value)."""
     if value is None:
         return _EMPTY.get(leaf.base_type, '')
     if isinstance(value, (tuple, list)):
@@ -74,7 +74,7 @@ def to_parameter(leaf, value):
 
 
 def from_parameter(leaf, value):
-    """A ROS parameter value as the setting's value (empty -> None for optional settings)."""
+    """Convert a ROS parameter value to the setting's value (empty -> None if optional)."""
     if hasattr(value, 'tolist'):  # array.array from integer/double array parameters
         value = value.tolist()
     if leaf.optional and value == _EMPTY.get(leaf.base_type, ''):

@@ -37,7 +37,8 @@ def latched_qos():
 
 
 def silent_qos_events():
-    """Subscription event callbacks that ignore incompatible-QoS events (instead of warning).
+    """
+    Return subscription event callbacks that ignore incompatible-QoS events (no warning).
 
     For a subscription that is expected not to match some publishers, e.g. the transient-local
     twin of a volatile subscription on the same topic.

@@ -52,7 +52,7 @@ POLICY_NODE_DYNAMIC = ('enabled',)
 class BridgeConfig:
     """Parameters of ``libero_bridge_node``: the evaluation plus the bridge's own I/O."""
 
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     image_qos: ImageQos = setting('reliable', 'QoS of the image topics: reliable (lockstep) | '
                                   'sensor_data')
     camera_frame_id: str = setting('agentview_camera', 'header.frame_id of camera/image_raw')

@@ -28,7 +28,7 @@ PARAMS_FILE = ('config', 'nodes', 'libero_eval.yaml')
 
 
 def _stop_on_exit(name):
-    """Handler: stop the launch when node ``name`` exits; fail it when the node failed."""
+    """Return a handler that stops the launch when ``name`` exits (fails it on an error)."""
     def handler(event, context):
         failure = exit_failure(name, event.returncode)
         if failure is not None:

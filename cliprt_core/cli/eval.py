@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return summary_only(config, "cliprt-eval")
     from cliprt_core.eval.runner import run_evaluation
 
-    signal.signal(signal.SIGTERM, _terminate)  # same clean stop as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, _terminate)  # same clean stop as Ctrl-C
     results = ResultsDir(config.default_results_dir())
     try:
         # Check the folder before loading a large model; write to it only once the policy loaded.
@@ -99,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ncliprt-eval: interrupted; finished episodes are in {results.episodes_path}; "
               "rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(report(summary, results))
     return 0
 
