@@ -39,11 +39,11 @@ from cliprt_core.model.preprocessing import center_crop, preprocess_train, resiz
 from cliprt_core.orientation import libero_to_upright
 
 # CHUNK_PAD_VALUE belongs to the chunk head; cliprt_core.data exports it from here.
-__all__ = ["CHUNK_PAD_VALUE", "DemoDataset", "Episode", "demo_cache"]
+__all__ = ["CHUNK_PAD_VALUE", "DemoDataset", "DemoSteps", "demo_cache"]
 
 
 @dataclass(frozen=True)
-class Episode:
+class DemoSteps:
     """One demo as used for training: its file, name and the raw step index of each kept step."""
 
     file_index: int
@@ -103,7 +103,7 @@ class DemoDataset(Dataset):
                 if len(steps) == 0:
                     continue
                 kept = raw[steps]
-                episode = Episode(file_index, name, steps, offset)
+                episode = DemoSteps(file_index, name, steps, offset)
                 positions = np.arange(len(steps), dtype=np.int64)
                 step_labels = self.targets.step_labels(kept)
                 if step_labels is not None:
@@ -150,7 +150,7 @@ class DemoDataset(Dataset):
         self._handles.clear()
 
     # --- reading -----------------------------------------------------------------------------
-    def _dataset(self, episode: Episode, key: str):
+    def _dataset(self, episode: DemoSteps, key: str):
         """The h5py dataset of a demo's camera, looked up once per process (a lookup by name
         costs ~0.1 ms, more than reading one frame)."""
         pid = os.getpid()
@@ -167,7 +167,7 @@ class DemoDataset(Dataset):
             dataset = self._datasets[dataset_key] = handle["data"][episode.demo]["obs"][key]
         return dataset
 
-    def _frame(self, episode: Episode, key: str, raw_step: int) -> np.ndarray:
+    def _frame(self, episode: DemoSteps, key: str, raw_step: int) -> np.ndarray:
         info = self.files[episode.file_index]
         try:
             dataset = self._dataset(episode, key)
@@ -223,7 +223,7 @@ class DemoDataset(Dataset):
         sample.update(self.targets(self.episode_actions(episode), int(position), label))
         return sample
 
-    def episode_actions(self, episode: Episode) -> np.ndarray:
+    def episode_actions(self, episode: DemoSteps) -> np.ndarray:
         """The kept actions ``[T, A]`` of an episode (a view, float32)."""
         start = episode.action_offset
         return self.actions[start:start + len(episode.steps)]
