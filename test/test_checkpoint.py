@@ -167,7 +167,7 @@ def test_unknown_hub_repo_needs_a_file_name():
 
 
 def test_published_clip_rt_plus_has_exactly_the_official_layout():
-    """CHECKPOINTS.md facts for the real ViT-H-14-378 CLIP-RT+, on the meta device (no memory):
+    """Official-checkpoint facts for the real ViT-H-14-378 CLIP-RT+, on the meta device (no memory):
     1581 keys (686 backbone, 293 ``text.``, 293 ``text2.`` + 293 top-level ``*2``, 16 head),
     1,350,195,976 parameters, and every key maps back one to one."""
     with torch.device("meta"):

@@ -141,7 +141,7 @@ def test_discrete_loss_is_the_sigmoid_contrastive_formula(models, demos):
         vocabulary = F.normalize(model.encode_text(phrase_tokens), dim=-1)
         reference = head.validation_reference(model, cpu)
         sums = head.validation_batch(output, batch, reference)
-    # DESIGN.md section 2, written out: context = normalize(image + prompt), supervision = the
+    # The CLIP-RT paper's loss, written out: context = normalize(image + prompt), supervision = the
     # label's phrase embedding, sigmoid BCE over the in-batch matrix, mean over B^2
     context, phrases = F.normalize(image + prompt, dim=-1), vocabulary[labels]
     torch.testing.assert_close(output[0], context)

@@ -1,5 +1,5 @@
 """CLIP-RT model: the CLIP-RT+ decoder against an independent step-by-step implementation of the
-forward pass in CHECKPOINTS.md, the discrete head, and configs."""
+forward pass of the official checkpoints, the discrete head, and configs."""
 import math
 
 import pytest
