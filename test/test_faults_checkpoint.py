@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fault_helpers import REPO, small_tmpfs
 
 from cliprt_core.atomic import (DiskFullError, atomic_write_json, atomic_write_text,
                                 clean_stale_temp_files)
@@ -18,7 +19,6 @@ from cliprt_core.checkpoint.io import atomic_torch_save
 from cliprt_core.checkpoint.official import our_state_dict_to_official
 from cliprt_core.model import create_model, load_model_config
 
-REPO = Path(__file__).resolve().parents[1]
 LFS_POINTER = ("version https://git-lfs.github.com/spec/v1\n"
                "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
                "size 2836512345\n")
@@ -149,20 +149,8 @@ def test_file_matching_no_shipped_config_names_the_closest(tiny, tmp_path):
 # --- the atomic writer ------------------------------------------------------------------------
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 3 MiB tmpfs (needs root and mount; skipped cleanly otherwise)."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs",
-                               str(mount_point)], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs: {exc}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "3M") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], timeout=30)
 
 
 def test_disk_full_keeps_the_previous_checkpoint(small_disk):

@@ -5,13 +5,12 @@ must fail before anything is written."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import process_group, small_tmpfs, start_train
 
 from cliprt_core.atomic import read_jsonl
 from cliprt_core.checkpoint.loading import load_payload
@@ -19,7 +18,6 @@ from cliprt_core.cli import train as train_cli
 from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 from cliprt_core.train import Trainer, load_train_config
 
-REPO = Path(__file__).resolve().parents[1]
 TASK = "put the bowl on the plate"
 COMMON = ["log.progress=false", "log.tensorboard=false", "log.log_every=1", "log.save_every=0",
           "train.num_threads=1", "train.global_batch_size=4"]
@@ -35,27 +33,6 @@ def demos(tmp_path_factory):
 def _args(demos, run_dir, *extra):
     return ["--config", "tiny", f"data.paths=[{demos.path}]", "--run-dir", str(run_dir),
             *COMMON, *extra]
-
-
-def _start(args) -> subprocess.Popen:
-    """``cliprt-train`` in its own process group (as systemd / SLURM / a shell job runs it)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cliprt_core.cli.train", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _group(pgid: int) -> list[int]:
-    """Pids of the live processes in process group ``pgid``."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
 
 
 def _wait_for_steps(process, metrics: Path, steps: int, timeout: float = 240) -> None:
@@ -74,11 +51,11 @@ def _wait_for_steps(process, metrics: Path, steps: int, timeout: float = 240) ->
 @pytest.mark.parametrize("sig, workers", [(signal.SIGTERM, 2), (signal.SIGINT, 1)])
 def test_signal_to_the_process_group_saves_and_resume_continues(tmp_path, demos, sig, workers):
     run_dir = tmp_path / "run"
-    process = _start(_args(demos, run_dir, "train.max_steps=100000",
+    process = start_train(_args(demos, run_dir, "train.max_steps=100000",
                            f"data.num_workers={workers}"))
     try:
         _wait_for_steps(process, run_dir / "metrics.jsonl", 3)
-        assert len(_group(process.pid)) == 1 + workers  # the workers get the signal too
+        assert len(process_group(process.pid)) == 1 + workers  # the workers get the signal too
         os.killpg(process.pid, sig)
         output, _ = process.communicate(timeout=120)
     finally:
@@ -88,13 +65,13 @@ def test_signal_to_the_process_group_saves_and_resume_continues(tmp_path, demos,
     assert process.returncode == 128 + sig, output
     assert "Traceback" not in output and "finished" not in output, output
     assert f"stopped by {signal.Signals(sig).name} at step" in output
-    assert not _group(process.pid)  # no orphaned worker
+    assert not process_group(process.pid)  # no orphaned worker
     payload = load_payload(run_dir / "checkpoints" / "last.pt").payload
     saved = payload["trainer"]["step"]
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(1, saved + 1))
     assert not list(run_dir.rglob(".*.tmp"))
 
-    resumed = _start(["--run-dir", str(run_dir), "--resume",
+    resumed = start_train(["--run-dir", str(run_dir), "--resume",
                       "--max-steps-this-run", str(saved + 2), f"data.num_workers={workers}"])
     output, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, output
@@ -137,21 +114,9 @@ def test_stale_temporary_files_of_a_killed_save_are_removed(tmp_path, demos):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 120 MiB tmpfs: room for one tiny-model last.pt (~81 MB) but not for a second one
-    beside it (needs root and mount; skipped cleanly otherwise)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120M", "tmpfs",
-                               str(mount_point)], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs: {exc}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-    try:
+    """120 MiB: room for one tiny-model last.pt (~81 MB) but not for a second one beside it."""
+    with small_tmpfs(tmp_path / "disk", "120M") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], timeout=30)
 
 
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_disk, demos, capsys):

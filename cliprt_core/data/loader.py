@@ -11,6 +11,7 @@ sees the same samples as ``W`` processes.
 """
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -115,13 +116,24 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def ignore_stop_signals() -> None:
-    """In a worker: ignore SIGTERM / SIGINT and lift the block :func:`signals_deferred` placed
-    on them while the worker started. A signal sent to the process group (systemd, SLURM,
-    ``kill -- -PGID``, Ctrl-C) is the main process's to handle: it stops at a step boundary and
-    shuts the workers down; a worker killed by it would make the main process fail instead."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    """In a worker: ignore SIGTERM / SIGINT sent to the process group (systemd, SLURM,
+    ``kill -- -PGID``, Ctrl-C). They are the main process's to handle: it stops at a step
+    boundary and shuts the workers down; a worker killed by them would make it fail instead.
+
+    SIGINT is ignored. SIGTERM stays blocked and one thread takes it: from the parent process
+    (multiprocessing's ``terminate()`` of daemonic workers at exit) it ends the worker, as
+    torch's own worker handler does; from anyone else it is dropped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_end_on_parent_sigterm, name="cliprt-sigterm", daemon=True).start()
+
+
+def _end_on_parent_sigterm() -> None:
+    while True:
+        info = signal.sigwaitinfo({signal.SIGTERM})
+        if info.si_pid == os.getppid():
+            os._exit(0)
 
 
 @contextmanager
