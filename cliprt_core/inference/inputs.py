@@ -31,7 +31,10 @@ def validate_instruction(instruction: object) -> str:
 
 
 def validate_image(image: object, index: int | None = None) -> np.ndarray:
-    """Check one RGB image: ``np.ndarray`` of shape ``(H, W, 3)`` and dtype uint8."""
+    """Check one RGB image: ``np.ndarray`` of shape ``(H, W, 3)`` and dtype uint8.
+
+    Returns it with positive strides (a copy only for views such as ``img[::-1]``, which torch
+    cannot wrap)."""
     where = "" if index is None else f" #{index}"
     if not isinstance(image, np.ndarray):
         raise PolicyInputError(f"image{where} must be a numpy array, got {type(image).__name__}")
@@ -45,6 +48,8 @@ def validate_image(image: object, index: int | None = None) -> np.ndarray:
     height, width = image.shape[:2]
     if min(height, width) < 1 or max(height, width) > MAX_IMAGE_SIDE:
         raise PolicyInputError(f"image{where} size {width}x{height} is outside 1..{MAX_IMAGE_SIDE}")
+    if not image.flags.c_contiguous or any(stride < 0 for stride in image.strides):
+        return image.copy()  # C order, positive strides
     return image
 
 
@@ -56,9 +61,11 @@ def validate_batch(images: Sequence[np.ndarray] | np.ndarray, instructions: Sequ
     elif isinstance(images, (list, tuple)):
         image_list = list(images)
     else:
-        raise PolicyInputError("images must be a list of HxWx3 arrays or a BxHxWx3 array")
-    if isinstance(instructions, str):
-        raise PolicyInputError("instructions must be a sequence of strings, one per image")
+        raise PolicyInputError(f"images must be a list of HxWx3 arrays or a BxHxWx3 array; got "
+                               f"{type(images).__name__}")
+    if isinstance(instructions, str) or not isinstance(instructions, (Sequence, np.ndarray)):
+        raise PolicyInputError(f"instructions must be a sequence of strings, one per image; "
+                               f"got {type(instructions).__name__}")
     texts = list(instructions)
     if not image_list:
         raise PolicyInputError("empty batch")
