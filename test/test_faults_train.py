@@ -183,3 +183,19 @@ def test_resume_after_a_crash_keeps_one_consistent_history(tmp_path, demos):
     resumed.close()
     assert [r["step"] for r in read_jsonl(metrics)] == [1, 2, 3, 4]
     assert metrics.with_suffix(".corrupt.jsonl").read_bytes() == b'{"step": 4, "lo\n'
+
+
+def test_a_diverged_run_never_saves_non_finite_weights(tmp_path, demos, capsys):
+    """lr=1e30: step 1 is finite, step 2's gradients are not. Saves happen every step but the
+    loss is logged only every 100 steps: the save of step 2 must refuse, keeping step 1."""
+    run_dir = tmp_path / "run"
+    code = train_cli.main(_args(demos, run_dir, "data.num_workers=0", "optim.lr=1.0e+30",
+                                "optim.warmup_steps=0", "log.log_every=100",
+                                "log.save_every=1", "train.max_steps=10"))
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("cliprt-train: error: non-finite gradients before step 2: the "
+                          "weights are not saved; ") and "last.pt is kept" in err
+    payload = load_payload(run_dir / "checkpoints" / "last.pt").payload
+    assert payload["trainer"]["step"] == 1
+    assert all(torch.isfinite(t).all() for t in payload["state_dict"].values())

@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     except DiskFullError as exc:
         print(f"cliprt-train: error: {exc}{_kept(trainer)}", file=sys.stderr)
         return EXIT_IO
-    except FloatingPointError as exc:
-        print(f"cliprt-train: error: {exc}", file=sys.stderr)
+    except FloatingPointError as exc:  # diverged (too high a learning rate? bad data?)
+        print(f"cliprt-train: error: {exc}{_kept(trainer)}", file=sys.stderr)
         return EXIT_FAILED
     except (ConfigError, DataError, CheckpointError, FileExistsError, FileNotFoundError,
             ValueError) as exc:

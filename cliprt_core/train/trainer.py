@@ -142,6 +142,7 @@ class Trainer:
         self.best_val = math.inf
         self._iterator = None
         self._stop = StopRequest()
+        self._grad_window = torch.zeros((), device=self.device)  # sum of grad norms since a save
         self._last_saved = -1  # step of the newest last.pt
         if resume:
             self._restore()
@@ -190,6 +191,7 @@ class Trainer:
                 batches = [self._next_batch() for _ in range(self.accumulation)]
                 data_time += time.perf_counter() - fetch
                 loss, grad_norm = self._optimizer_step(batches)
+                self._grad_window += grad_norm  # checked before each save
                 window_loss += loss
                 window_steps += 1
                 self._advance()
@@ -271,8 +273,7 @@ class Trainer:
     def _log_window(self, window_loss, steps, grad_norm, elapsed, data_time) -> dict[str, Any]:
         loss = D.all_reduce_sum(window_loss.detach().clone()).item() / self.dist.world_size / steps
         if not math.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at step {self.step}; the last "
-                                     f"good checkpoint is {self.run.last}")
+            raise FloatingPointError(f"non-finite training loss at step {self.step}")
         record = {"step": self.step, "epoch": self.epoch, "loss": loss,
                   "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                   "samples_per_s": steps * self.config.train.global_batch_size
@@ -303,7 +304,13 @@ class Trainer:
     def save(self, periodic: bool = False, name: str | None = None) -> None:
         """``last.pt`` (resumable), plus ``step_N.pt`` when periodic; ``name``: model only.
 
-        Rank 0 writes; the others wait (their state is identical)."""
+        Rank 0 writes; the others wait (their state is identical). Non-finite weights are
+        never saved: a non-finite gradient since the last save raises FloatingPointError (the
+        gradients are all-reduced, so every rank agrees)."""
+        if not bool(torch.isfinite(self._grad_window)):
+            raise FloatingPointError(f"non-finite gradients before step {self.step}: the weights "
+                                     f"are not saved")
+        self._grad_window.zero_()
         if not self.dist.is_main:
             if name is None:
                 self._last_saved = self.step
