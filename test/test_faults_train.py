@@ -52,7 +52,7 @@ def _wait_for_steps(process, metrics: Path, steps: int, timeout: float = 240) ->
 def test_signal_to_the_process_group_saves_and_resume_continues(tmp_path, demos, sig, workers):
     run_dir = tmp_path / "run"
     process = start_train(_args(demos, run_dir, "train.max_steps=100000",
-                           f"data.num_workers={workers}"))
+                                f"data.num_workers={workers}"))
     try:
         _wait_for_steps(process, run_dir / "metrics.jsonl", 3)
         assert len(process_group(process.pid)) == 1 + workers  # the workers get the signal too
@@ -71,8 +71,8 @@ def test_signal_to_the_process_group_saves_and_resume_continues(tmp_path, demos,
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")] == list(range(1, saved + 1))
     assert not list(run_dir.rglob(".*.tmp"))
 
-    resumed = start_train(["--run-dir", str(run_dir), "--resume",
-                      "--max-steps-this-run", str(saved + 2), f"data.num_workers={workers}"])
+    resumed = start_train(["--run-dir", str(run_dir), "--resume", "--max-steps-this-run",
+                           str(saved + 2), f"data.num_workers={workers}"])
     output, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, output
     assert f"finished at step {saved + 2}" in output

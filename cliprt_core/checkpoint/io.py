@@ -48,8 +48,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def verify_checksums(path: str | os.PathLike) -> None:
-    """Raise CheckpointError if any entry of a torch zip file fails its CRC-32 check."""
+    """Raise CheckpointError if any entry of a torch zip file fails its CRC-32 check.
+
+    Files in torch's legacy (pre-1.6, non-zip) format carry no checksums and pass."""
     file = Path(path)
+    if not zipfile.is_zipfile(file):
+        return
     try:
         with zipfile.ZipFile(file) as archive:
             for info in archive.infolist():

@@ -47,7 +47,8 @@ def validate_image(image: object, index: int | None = None) -> np.ndarray:
         raise PolicyInputError(f"image{where} must be uint8, got {image.dtype}")
     height, width = image.shape[:2]
     if min(height, width) < 1 or max(height, width) > MAX_IMAGE_SIDE:
-        raise PolicyInputError(f"image{where} size {width}x{height} is outside 1..{MAX_IMAGE_SIDE}")
+        raise PolicyInputError(f"image{where} size {width}x{height} is outside "
+                               f"1..{MAX_IMAGE_SIDE}")
     if not image.flags.c_contiguous or any(stride < 0 for stride in image.strides):
         return image.copy()  # C order, positive strides
     return image
