@@ -1,4 +1,5 @@
-"""Cross-rank gathers for losses whose in-batch negatives span all ranks (identity in a world of
+"""
+Cross-rank gathers for losses whose in-batch negatives span all ranks (identity in a world of
 one). Process-group setup and the other collectives are in :mod:`cliprt_core.train.distributed`;
 these live outside the ``train`` package because the heads (below the trainer) use them.
 """
@@ -26,7 +27,8 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
 
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` ([n, ...], same n on every rank) over ranks, in rank order.
+    """
+    Concatenate ``tensor`` ([n, ...], same n on every rank) over ranks, in rank order.
 
     Gradient-preserving: the loss of every rank reaches every rank's features (unlike a plain
     all_gather, whose outputs are constants).

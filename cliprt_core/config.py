@@ -1,4 +1,5 @@
-"""One typed configuration system for training, evaluation, models and nodes.
+"""
+One typed configuration system for training, evaluation, models and nodes.
 
 Configs are (nested, frozen) dataclasses. They load from YAML or dicts, reject unknown and
 duplicate keys with the full dotted path of the offending key, and accept ``key.sub=value``
@@ -14,26 +15,27 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 import types
 import typing
-from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
-T = TypeVar("T")
+T = TypeVar('T')
 
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:
-    """A config field with its help text (shown by CLI flags, node parameters, launch args).
+def setting(default: Any = dataclasses.MISSING, help: str = '') -> Any:
+    """
+    A config field with its help text (shown by CLI flags, node parameters, launch args).
 
     Mutable defaults (lists, dicts) are copied per instance.
     """
-    metadata = {"help": help}
+    metadata = {'help': help}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
                                  metadata=metadata)
@@ -70,7 +72,7 @@ class Leaf:
             try:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"{self.name}: cannot parse {text!r}: {exc}") from None
+                raise ConfigError(f'{self.name}: cannot parse {text!r}: {exc}') from None
         return _coerce(self.type, value, self.name)
 
     @property
@@ -80,7 +82,8 @@ class Leaf:
 
 
 def leaves(cls: type, exclude: Sequence[str] = ()) -> dict[str, Leaf]:
-    """Every scalar setting of config class ``cls`` by flat name; nested groups are flattened.
+    """
+    Every scalar setting of config class ``cls`` by flat name; nested groups are flattened.
 
     Two settings with the same flat name are a definition error. ``exclude`` drops names.
     """
@@ -105,7 +108,7 @@ def _walk(cls: type, prefix: tuple[str, ...]):
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        yield Leaf(f.name, prefix + (f.name,), tp, default, f.metadata.get("help", ""))
+        yield Leaf(f.name, prefix + (f.name,), tp, default, f.metadata.get('help', ''))
 
 
 def nest(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
@@ -134,16 +137,16 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = '') -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f'{path or cls.__name__}: expected a mapping, got {type(data).__name__}')
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        where = f" in '{path}'" if path else ""
+        where = f" in '{path}'" if path else ''
         raise ConfigError(
             f"unknown config key(s){where}: {', '.join(_join(path, k) for k in unknown)}; "
             f"valid keys for {cls.__name__}: {', '.join(sorted(fields))}"
@@ -153,7 +156,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -
     try:
         return cls(**kwargs)
     except TypeError as exc:  # missing required fields
-        raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
+        raise ConfigError(f'{path or cls.__name__}: {exc}') from exc
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -171,17 +174,17 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
     else:
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f'config file not found: {path}')
         data = read_yaml(path)
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+            raise ConfigError(f'{path}: top level must be a mapping')
     for override in overrides:
         apply_override(data, override)
     if isinstance(source, (str, Path)):
         try:
             return from_dict(cls, data)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
+            raise ConfigError(f'{source}: {exc}') from exc
     return from_dict(cls, data)
 
 
@@ -193,8 +196,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"duplicate key {key!r} (line {seen[key] + 1} and line "
-                                  f"{key_node.start_mark.line + 1})")
+                raise ConfigError(f'duplicate key {key!r} (line {seen[key] + 1} and line '
+                                  f'{key_node.start_mark.line + 1})')
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -205,11 +208,11 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f'{path}: {exc}') from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f'{path}: invalid YAML: {exc}') from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f'{path}: cannot read: {exc.strerror or exc}') from None
 
 
 def save_config(config: Any, path: str | Path) -> None:
@@ -219,14 +222,14 @@ def save_config(config: Any, path: str | Path) -> None:
 
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply one ``dotted.key=value`` override to a nested dict in place."""
-    key, sep, raw = override.partition("=")
+    key, sep, raw = override.partition('=')
     if not sep or not key.strip():
-        raise ConfigError(f"override must look like key=value, got {override!r}")
+        raise ConfigError(f'override must look like key=value, got {override!r}')
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw.strip() else ''
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: invalid value: {exc}") from exc
-    parts = key.strip().split(".")
+        raise ConfigError(f'override {override!r}: invalid value: {exc}') from exc
+    parts = key.strip().split('.')
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -239,7 +242,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else str(key)
+    return f'{path}.{key}' if path else str(key)
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
@@ -260,7 +263,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 errors.append(str(exc))
                 if isinstance(value, Mapping) and dataclasses.is_dataclass(arg):
                     raise  # a mapping meant for this config class: its own error is the one
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {tp}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f'{path}: {value!r} matches none of {tp}')
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -269,19 +272,19 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return from_dict(tp, value, path=path)
     if origin in (list, tuple, Sequence):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f'{path}: expected a list, got {value!r}')
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
-                raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+                raise ConfigError(f'{path}: expected {len(args)} items, got {len(value)}')
+            return tuple(_coerce(a, v, f'{path}[{i}]') for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else Any
-        items = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(item, v, f'{path}[{i}]') for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f'{path}: expected a mapping, got {value!r}')
         vt = args[1] if args else Any
-        return {k: _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
+        return {k: _coerce(vt, v, f'{path}.{k}') for k, v in value.items()}
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
@@ -289,19 +292,19 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise ConfigError(f'{path}: expected a number, got {value!r}')
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f'{path}: expected an integer, got {value!r}')
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+            raise ConfigError(f'{path}: expected true/false, got {value!r}')
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
+            raise ConfigError(f'{path}: expected a string, got {value!r}')
         return value
     return value
 

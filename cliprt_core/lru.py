@@ -4,12 +4,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable, Generic, Hashable, TypeVar
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
+K = TypeVar('K', bound=Hashable)
+V = TypeVar('V')
 
 
 class LRUCache(Generic[K, V]):
-    """LRU map whose items' total ``cost(value)`` stays within ``budget``.
+    """
+    LRU map whose items' total ``cost(value)`` stays within ``budget``.
 
     The default cost is 1 per item (``budget`` = number of items); ``budget=0`` disables caching.
     An item costing more than the whole budget is not stored.
@@ -17,7 +18,7 @@ class LRUCache(Generic[K, V]):
 
     def __init__(self, budget: int, cost: Callable[[V], int] = lambda _: 1) -> None:
         if budget < 0:
-            raise ValueError("cache budget must be >= 0")
+            raise ValueError('cache budget must be >= 0')
         self.budget = int(budget)
         self.cost = cost
         self.used = 0

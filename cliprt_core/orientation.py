@@ -1,4 +1,5 @@
-"""The one image orientation convention of cliprt: **upright** (as a person sees the scene).
+"""
+The one image orientation convention of cliprt: **upright** (as a person sees the scene).
 
 LIBERO / robosuite render images upside down (rotated 180 degrees), and LIBERO demonstration
 HDF5 files store them that way. Every image that enters the model — training samples, simulator

@@ -1,4 +1,5 @@
-"""ROS-free action safety: bounds clipping, finite checks, a stale-input watchdog.
+"""
+ROS-free action safety: bounds clipping, finite checks, a stale-input watchdog.
 
 Everything a robot-facing process must enforce before an action leaves it lives here, so the ROS
 nodes only convert messages and call these objects (and tests exercise them without ROS):
@@ -11,15 +12,14 @@ Times are plain floats in seconds (any clock, as long as one object sees one clo
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-
-import numpy as np
+import math
 
 from cliprt_core.actions.space import ACTION_HIGH, ACTION_LOW
 from cliprt_core.config import ConfigError, setting
+import numpy as np
 
-__all__ = ["ActionGuard", "ActionSafetyConfig", "StalenessWatchdog", "UnsafeActionError"]
+__all__ = ['ActionGuard', 'ActionSafetyConfig', 'StalenessWatchdog', 'UnsafeActionError']
 
 
 class UnsafeActionError(RuntimeError):
@@ -28,32 +28,33 @@ class UnsafeActionError(RuntimeError):
 
 @dataclass(frozen=True)
 class ActionSafetyConfig:
-    """Bounds every published action is clipped to, and how old an input image may be.
+    """
+    Bounds every published action is clipped to, and how old an input image may be.
 
     Defaults are LIBERO's normalised OSC_POSE deltas ([-1, 1] = +-5 cm / +-0.5 rad per step,
     gripper -1 open / +1 close). ``stale_image_timeout <= 0`` disables the staleness check.
     """
 
-    action_low: tuple[float, ...] = setting(ACTION_LOW, "lower bounds of dx, dy, dz, droll, "
-                                            "dpitch, dyaw, gripper (actions are clipped)")
-    action_high: tuple[float, ...] = setting(ACTION_HIGH, "upper bounds of the action "
-                                             "dimensions (actions are clipped)")
-    stale_image_timeout: float = setting(0.5, "seconds; an image older than this (header.stamp "
-                                         "vs the clock) is never answered; <= 0 disables")
+    action_low: tuple[float, ...] = setting(ACTION_LOW, 'lower bounds of dx, dy, dz, droll, '
+                                            'dpitch, dyaw, gripper (actions are clipped)')
+    action_high: tuple[float, ...] = setting(ACTION_HIGH, 'upper bounds of the action '
+                                             'dimensions (actions are clipped)')
+    stale_image_timeout: float = setting(0.5, 'seconds; an image older than this (header.stamp '
+                                         'vs the clock) is never answered; <= 0 disables')
 
     def __post_init__(self) -> None:
         low = np.asarray(self.action_low, dtype=np.float64)
         high = np.asarray(self.action_high, dtype=np.float64)
         if low.ndim != 1 or low.size == 0 or low.shape != high.shape:
-            raise ConfigError(f"action_low ({low.size} values) and action_high ({high.size} "
-                              "values) must be non-empty lists of the same length")
+            raise ConfigError(f'action_low ({low.size} values) and action_high ({high.size} '
+                              'values) must be non-empty lists of the same length')
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            raise ConfigError("action bounds must be finite")
+            raise ConfigError('action bounds must be finite')
         if (low > high).any():
             bad = [i for i in range(low.size) if low[i] > high[i]]
-            raise ConfigError(f"action_low > action_high for dimension(s) {bad}")
+            raise ConfigError(f'action_low > action_high for dimension(s) {bad}')
         if not math.isfinite(self.stale_image_timeout):
-            raise ConfigError("stale_image_timeout must be finite (<= 0 disables the check)")
+            raise ConfigError('stale_image_timeout must be finite (<= 0 disables the check)')
 
 
 class ActionGuard:
@@ -70,7 +71,8 @@ class ActionGuard:
         return int(self.low.size)
 
     def __call__(self, actions: np.ndarray) -> np.ndarray:
-        """Return a clipped float32 copy of ``actions`` ``[..., action_dim]``.
+        """
+        Return a clipped float32 copy of ``actions`` ``[..., action_dim]``.
 
         Raises :class:`UnsafeActionError` (and counts it) for non-finite values or a wrong last
         dimension: such an action must never be published, clipped or not.
@@ -78,20 +80,21 @@ class ActionGuard:
         array = np.asarray(actions, dtype=np.float32)
         if array.ndim == 0 or array.shape[-1] != self.action_dim:
             self.withheld += 1
-            raise UnsafeActionError(f"action shape {array.shape} does not end in the "
-                                    f"{self.action_dim} configured action dimensions")
+            raise UnsafeActionError(f'action shape {array.shape} does not end in the '
+                                    f'{self.action_dim} configured action dimensions')
         finite = np.isfinite(array)
         if not finite.all():
             self.withheld += 1
-            raise UnsafeActionError(f"{int((~finite).sum())} non-finite value(s) in an action "
-                                    f"of shape {array.shape}; withheld")
+            raise UnsafeActionError(f'{int((~finite).sum())} non-finite value(s) in an action '
+                                    f'of shape {array.shape}; withheld')
         clipped = np.clip(array, self.low, self.high)
         self.clipped_values += int(np.count_nonzero(clipped != array))
         return clipped
 
 
 class StalenessWatchdog:
-    """Input freshness: per-message age checks and a stream-level "gone stale" state.
+    """
+    Input freshness: per-message age checks and a stream-level "gone stale" state.
 
     ``check(stamp, now)`` returns ``None`` for a fresh input or the reason it must not be acted
     on; ``tick(now)`` reports whether the stream is currently stale (no fresh input for longer
@@ -140,12 +143,12 @@ class StalenessWatchdog:
         if not self.enabled:
             return None
         if stamp <= 0.0:
-            return ("image has no header.stamp (0): unstamped images cannot be checked for "
-                    "staleness (stamp them, or set stale_image_timeout <= 0)")
+            return ('image has no header.stamp (0): unstamped images cannot be checked for '
+                    'staleness (stamp them, or set stale_image_timeout <= 0)')
         age = now - stamp
         if age > self.timeout:
-            return f"image is stale: {age:.3f} s old > stale_image_timeout {self.timeout:.3f} s"
+            return f'image is stale: {age:.3f} s old > stale_image_timeout {self.timeout:.3f} s'
         if age < -self.timeout:
-            return (f"image stamp is {-age:.3f} s in the future (> {self.timeout:.3f} s): "
-                    "camera and node clocks disagree")
+            return (f'image stamp is {-age:.3f} s in the future (> {self.timeout:.3f} s): '
+                    'camera and node clocks disagree')
         return None

@@ -1,4 +1,5 @@
-"""Label continuous 7-D delta actions with CLIP-RT's discrete motion primitives, and back.
+"""
+Label continuous 7-D delta actions with CLIP-RT's discrete motion primitives, and back.
 
 Input actions are ``[dx, dy, dz, droll, dpitch, dyaw, gripper]`` in the units of the data set;
 ``LabelingConfig.position_scale`` / ``rotation_scale`` convert them to metres / radians. The
@@ -24,18 +25,16 @@ primitive again gives no label.
 from __future__ import annotations
 
 import bisect
-import functools
 from dataclasses import dataclass
+import functools
 
 import numpy as np
+from .vocabulary import (GRIPPER_AXIS, GRIPPER_CLOSE, GRIPPER_OPEN, load_vocabulary, Vocabulary,
+                         VocabularyError)
 
-from .vocabulary import (
-    GRIPPER_AXIS, GRIPPER_CLOSE, GRIPPER_OPEN, Vocabulary, VocabularyError, load_vocabulary,
-)
+__all__ = ['LABEL_AXES', 'LabelingConfig', 'label_action', 'label_actions', 'primitive_to_action']
 
-__all__ = ["LABEL_AXES", "LabelingConfig", "label_action", "label_actions", "primitive_to_action"]
-
-LABEL_AXES = ("x", "y", "z", "roll", "pitch", "yaw")  # action columns 0..5
+LABEL_AXES = ('x', 'y', 'z', 'roll', 'pitch', 'yaw')  # action columns 0..5
 
 
 @dataclass(frozen=True)
@@ -55,27 +54,27 @@ class LabelingConfig:
         -1.5708, -0.7854, -0.2618, -0.08727, 0.08727, 0.2618, 0.7854, 1.5708)
 
     def __post_init__(self) -> None:
-        for name in ("position_scale", "rotation_scale", "position_weight"):
+        for name in ('position_scale', 'rotation_scale', 'position_weight'):
             if not getattr(self, name) > 0:
-                raise ValueError(f"LabelingConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("min_position", "min_rotation", "gripper_change"):
+                raise ValueError(f'LabelingConfig.{name} must be > 0, got {getattr(self, name)}')
+        for name in ('min_position', 'min_rotation', 'gripper_change'):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"LabelingConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for kind in ("position", "rotation"):
-            edges = tuple(float(e) for e in getattr(self, f"{kind}_edges"))
-            mags = tuple(float(m) for m in getattr(self, f"{kind}_magnitudes"))
-            object.__setattr__(self, f"{kind}_edges", edges)
-            object.__setattr__(self, f"{kind}_magnitudes", mags)
+                raise ValueError(f'LabelingConfig.{name} must be >= 0, got {getattr(self, name)}')
+        for kind in ('position', 'rotation'):
+            edges = tuple(float(e) for e in getattr(self, f'{kind}_edges'))
+            mags = tuple(float(m) for m in getattr(self, f'{kind}_magnitudes'))
+            object.__setattr__(self, f'{kind}_edges', edges)
+            object.__setattr__(self, f'{kind}_magnitudes', mags)
             if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
                 raise ValueError(
-                    f"LabelingConfig.{kind}_edges must be non-empty and strictly increasing")
+                    f'LabelingConfig.{kind}_edges must be non-empty and strictly increasing')
             if len(mags) != len(edges) + 1:
                 raise ValueError(
-                    f"LabelingConfig.{kind}_magnitudes needs len({kind}_edges) + 1 = "
-                    f"{len(edges) + 1} values, got {len(mags)}")
+                    f'LabelingConfig.{kind}_magnitudes needs len({kind}_edges) + 1 = '
+                    f'{len(edges) + 1} values, got {len(mags)}')
 
     @classmethod
-    def libero(cls) -> "LabelingConfig":
+    def libero(cls) -> 'LabelingConfig':
         """LIBERO / robosuite OSC_POSE: normalised actions, 1.0 = 0.05 m and 0.5 rad."""
         return cls(position_scale=0.05, rotation_scale=0.5)
 
@@ -90,10 +89,10 @@ class _Table:
 @functools.lru_cache(maxsize=32)
 def _table(vocabulary: Vocabulary, config: LabelingConfig) -> _Table:
     if len(config.position_magnitudes) != len(config.rotation_magnitudes):
-        raise ValueError("LabelingConfig: position and rotation need the same number of bins")
+        raise ValueError('LabelingConfig: position and rotation need the same number of bins')
     rows = []
     for axis in LABEL_AXES:
-        is_pos = axis in ("x", "y", "z")
+        is_pos = axis in ('x', 'y', 'z')
         mags = config.position_magnitudes if is_pos else config.rotation_magnitudes
         rows.append([vocabulary.find(axis, m) for m in mags])
     return _Table(np.array(rows, dtype=np.int64), vocabulary.find(GRIPPER_AXIS, GRIPPER_OPEN),
@@ -102,13 +101,14 @@ def _table(vocabulary: Vocabulary, config: LabelingConfig) -> _Table:
 
 @functools.lru_cache(maxsize=1)
 def _default_vocabulary() -> Vocabulary:
-    return load_vocabulary("pretrain_50")
+    return load_vocabulary('pretrain_50')
 
 
 def label_action(action: np.ndarray, previous_gripper: float | None = None,
                  vocabulary: Vocabulary | None = None,
                  config: LabelingConfig | None = None) -> int | None:
-    """Primitive index for one 7-D delta action, or None when the step gets no label.
+    """
+    Primitive index for one 7-D delta action, or None when the step gets no label.
 
     ``previous_gripper`` is the previous step's gripper command (None: no gripper change is
     possible). ``vocabulary`` defaults to ``pretrain_50``; ``config`` to ``LabelingConfig()``.
@@ -117,13 +117,13 @@ def label_action(action: np.ndarray, previous_gripper: float | None = None,
     config = LabelingConfig() if config is None else config
     a = np.asarray(action, dtype=np.float64)
     if a.shape != (7,):
-        raise ValueError(f"action must have shape (7,), got {a.shape}")
+        raise ValueError(f'action must have shape (7,), got {a.shape}')
     if not np.isfinite(a).all():
-        raise ValueError(f"action contains NaN or inf: {a.tolist()}")
+        raise ValueError(f'action contains NaN or inf: {a.tolist()}')
     table = _table(vocabulary, config)
     if previous_gripper is not None:
         if not np.isfinite(previous_gripper):
-            raise ValueError(f"previous_gripper must be finite, got {previous_gripper!r}")
+            raise ValueError(f'previous_gripper must be finite, got {previous_gripper!r}')
         delta = float(a[6]) - float(previous_gripper)
         if abs(delta) > config.gripper_change:
             return table.open if delta < 0 else table.close
@@ -145,7 +145,8 @@ def label_action(action: np.ndarray, previous_gripper: float | None = None,
 def label_actions(actions: np.ndarray, initial_gripper: float | None = None,
                   vocabulary: Vocabulary | None = None,
                   config: LabelingConfig | None = None) -> np.ndarray:
-    """Vectorised labeling of a trajectory [T, 7] -> int64 [T], -1 for unlabeled steps.
+    """
+    Vectorised labeling of a trajectory [T, 7] -> int64 [T], -1 for unlabeled steps.
 
     The previous gripper of step t is ``actions[t-1, 6]``; for t = 0 it is ``initial_gripper``
     (None: step 0 cannot be a gripper change). Same results as ``label_action`` per step.
@@ -154,11 +155,11 @@ def label_actions(actions: np.ndarray, initial_gripper: float | None = None,
     config = LabelingConfig() if config is None else config
     a = np.asarray(actions, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 7:
-        raise ValueError(f"actions must have shape (T, 7), got {a.shape}")
+        raise ValueError(f'actions must have shape (T, 7), got {a.shape}')
     if not np.isfinite(a).all():
-        raise ValueError("actions contain NaN or inf")
+        raise ValueError('actions contain NaN or inf')
     if initial_gripper is not None and not np.isfinite(initial_gripper):
-        raise ValueError(f"initial_gripper must be finite, got {initial_gripper!r}")
+        raise ValueError(f'initial_gripper must be finite, got {initial_gripper!r}')
     table = _table(vocabulary, config)
     n = a.shape[0]
     labels = np.full(n, -1, dtype=np.int64)
@@ -172,8 +173,8 @@ def label_actions(actions: np.ndarray, initial_gripper: float | None = None,
     value = np.concatenate([pos, rot], axis=1)[np.arange(n), axis]
     is_pos = axis < 3
     moving = np.abs(value) > np.where(is_pos, config.min_position, config.min_rotation)
-    pos_bin = np.searchsorted(np.asarray(config.position_edges), value, side="left")
-    rot_bin = np.searchsorted(np.asarray(config.rotation_edges), value, side="left")
+    pos_bin = np.searchsorted(np.asarray(config.position_edges), value, side='left')
+    rot_bin = np.searchsorted(np.asarray(config.rotation_edges), value, side='left')
     bins = np.where(is_pos, pos_bin, rot_bin)
     labels[moving] = table.moves[axis[moving], bins[moving]]
 
@@ -189,7 +190,8 @@ def label_actions(actions: np.ndarray, initial_gripper: float | None = None,
 def primitive_to_action(vocabulary: Vocabulary, index: int,
                         config: LabelingConfig | None = None,
                         keep_gripper: float = 0.0) -> np.ndarray:
-    """The 7-D action in input units (float64) that executes primitive ``index``.
+    """
+    The 7-D action in input units (float64) that executes primitive ``index``.
 
     Movement primitives put ``magnitude / scale`` on their axis and ``keep_gripper`` in the
     gripper entry (0.0 = no gripper command for robosuite / LIBERO, which acts on the sign of the
@@ -203,17 +205,17 @@ def primitive_to_action(vocabulary: Vocabulary, index: int,
             f"primitive index {index} out of range for '{vocabulary.name}' ({len(vocabulary)})")
     prim = vocabulary.primitives[index]
     if prim.magnitude is None:
-        raise VocabularyError(f"primitive {prim.phrase!r} has no magnitude; cannot execute it")
+        raise VocabularyError(f'primitive {prim.phrase!r} has no magnitude; cannot execute it')
     action = np.zeros(7, dtype=np.float64)
     if prim.changes_gripper:
         if prim.axis != GRIPPER_AXIS or prim.magnitude not in (GRIPPER_OPEN, GRIPPER_CLOSE):
             raise VocabularyError(f"gripper primitive {prim.phrase!r} must have axis 'gripper' "
-                                  f"and magnitude -1 (open) or +1 (close)")
+                                  f'and magnitude -1 (open) or +1 (close)')
         action[6] = prim.magnitude
         return action
     if prim.axis not in LABEL_AXES:
-        raise ValueError(f"primitive {prim.phrase!r} moves axis {prim.axis!r}, which a 7-D "
-                         f"[dx, dy, dz, droll, dpitch, dyaw, gripper] action cannot express")
+        raise ValueError(f'primitive {prim.phrase!r} moves axis {prim.axis!r}, which a 7-D '
+                         f'[dx, dy, dz, droll, dpitch, dyaw, gripper] action cannot express')
     column = LABEL_AXES.index(prim.axis)
     scale = config.position_scale if column < 3 else config.rotation_scale
     action[column] = prim.magnitude / scale

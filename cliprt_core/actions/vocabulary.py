@@ -1,4 +1,5 @@
-"""Language motion-primitive vocabularies (data files) and their loader.
+"""
+Language motion-primitive vocabularies (data files) and their loader.
 
 A vocabulary is a JSON file::
 
@@ -15,26 +16,26 @@ For movement primitives the gripper entry of ``vector`` is 0 and means "keep"; o
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from importlib import resources
+import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 __all__ = [
-    "GRIPPER_AXIS", "GRIPPER_OPEN", "GRIPPER_CLOSE", "Primitive", "Vocabulary", "VocabularyError",
-    "available_vocabularies", "load_vocabulary", "vocabulary_from_dict",
+    'GRIPPER_AXIS', 'GRIPPER_OPEN', 'GRIPPER_CLOSE', 'Primitive', 'Vocabulary', 'VocabularyError',
+    'available_vocabularies', 'load_vocabulary', 'vocabulary_from_dict',
 ]
 
-GRIPPER_AXIS = "gripper"
+GRIPPER_AXIS = 'gripper'
 GRIPPER_OPEN = -1.0   # canonical gripper command (magnitude of the "open" primitive)
 GRIPPER_CLOSE = 1.0   # canonical gripper command (magnitude of the "close" primitive)
 
-_TOP_KEYS = {"name", "description", "dimensions", "primitives"}
-_PRIMITIVE_KEYS = {"phrase", "axis", "magnitude", "vector", "changes_gripper"}
+_TOP_KEYS = {'name', 'description', 'dimensions', 'primitives'}
+_PRIMITIVE_KEYS = {'phrase', 'axis', 'magnitude', 'vector', 'changes_gripper'}
 
 
 class VocabularyError(ValueError):
@@ -59,7 +60,7 @@ class Vocabulary:
     name: str
     dimensions: tuple[str, ...]
     primitives: tuple[Primitive, ...]
-    description: str = ""
+    description: str = ''
     _by_phrase: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
     _vectors: np.ndarray = field(init=False, repr=False, compare=False, hash=False)
 
@@ -68,8 +69,8 @@ class Vocabulary:
         vectors = np.array([p.vector for p in self.primitives], dtype=np.float32)
         vectors.setflags(write=False)
         by_phrase = {p.phrase: i for i, p in enumerate(self.primitives)}
-        object.__setattr__(self, "_by_phrase", by_phrase)
-        object.__setattr__(self, "_vectors", vectors)
+        object.__setattr__(self, '_by_phrase', by_phrase)
+        object.__setattr__(self, '_vectors', vectors)
 
     def __hash__(self) -> int:  # cheap and consistent with the generated __eq__
         return hash((self.name, self.dimensions, tuple(self._by_phrase)))
@@ -108,17 +109,17 @@ class Vocabulary:
                 if p.axis == axis and p.magnitude is not None
                 and math.isclose(p.magnitude, magnitude, rel_tol=rel_tol, abs_tol=1e-12)]
         if len(hits) != 1:
-            what = "no primitive" if not hits else f"{len(hits)} primitives"
+            what = 'no primitive' if not hits else f'{len(hits)} primitives'
             raise VocabularyError(
                 f"vocabulary '{self.name}' has {what} with axis {axis!r} "
-                f"and magnitude {magnitude!r}")
+                f'and magnitude {magnitude!r}')
         return hits[0]
 
 
 def available_vocabularies() -> list[str]:
     """Names of the vocabularies shipped with the package."""
-    folder = resources.files(__package__).joinpath("vocabularies")
-    return sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".json"))
+    folder = resources.files(__package__).joinpath('vocabularies')
+    return sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith('.json'))
 
 
 def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
@@ -127,56 +128,56 @@ def load_vocabulary(name_or_path: str | Path) -> Vocabulary:
     shipped = available_vocabularies()
     if not isinstance(name_or_path, Path) and text_name in shipped:
         source = f"shipped vocabulary '{text_name}'"
-        entry = resources.files(__package__).joinpath("vocabularies", f"{text_name}.json")
-        text = entry.read_text("utf-8")
+        entry = resources.files(__package__).joinpath('vocabularies', f'{text_name}.json')
+        text = entry.read_text('utf-8')
     else:
         path = Path(name_or_path)
         if not path.is_file():
             raise VocabularyError(
                 f"unknown vocabulary {text_name!r}: not a shipped name ({', '.join(shipped)}) "
-                f"and not an existing file")
+                f'and not an existing file')
         source = str(path)
-        text = path.read_text("utf-8")
+        text = path.read_text('utf-8')
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise VocabularyError(f"{source}: invalid JSON: {exc}") from exc
+        raise VocabularyError(f'{source}: invalid JSON: {exc}') from exc
     try:
         return vocabulary_from_dict(data)
     except VocabularyError as exc:
-        raise VocabularyError(f"{source}: {exc}") from None
+        raise VocabularyError(f'{source}: {exc}') from None
 
 
 def vocabulary_from_dict(data: Mapping[str, Any]) -> Vocabulary:
     """Build a Vocabulary from the parsed JSON schema (strict: unknown keys are errors)."""
     if not isinstance(data, Mapping):
-        raise VocabularyError("top level must be a JSON object")
-    _check_keys(data, _TOP_KEYS, {"description"}, "top level")
-    name, description = data["name"], data.get("description", "")
+        raise VocabularyError('top level must be a JSON object')
+    _check_keys(data, _TOP_KEYS, {'description'}, 'top level')
+    name, description = data['name'], data.get('description', '')
     if not isinstance(name, str) or not name:
         raise VocabularyError("'name' must be a non-empty string")
     if not isinstance(description, str):
         raise VocabularyError("'description' must be a string")
-    dims = data["dimensions"]
+    dims = data['dimensions']
     if not isinstance(dims, list) or not all(isinstance(d, str) for d in dims):
         raise VocabularyError("'dimensions' must be a list of strings")
-    raw = data["primitives"]
+    raw = data['primitives']
     if not isinstance(raw, list):
         raise VocabularyError("'primitives' must be a list")
     prims = []
     for i, item in enumerate(raw):
-        where = f"primitives[{i}]"
+        where = f'primitives[{i}]'
         if not isinstance(item, Mapping):
-            raise VocabularyError(f"{where}: must be an object")
+            raise VocabularyError(f'{where}: must be an object')
         _check_keys(item, _PRIMITIVE_KEYS, set(), where)
-        vec, mag, flag = item["vector"], item["magnitude"], item["changes_gripper"]
+        vec, mag, flag = item['vector'], item['magnitude'], item['changes_gripper']
         if not isinstance(vec, list) or not all(_is_number(v) for v in vec):
             raise VocabularyError(f"{where}: 'vector' must be a list of numbers")
         if mag is not None and not _is_number(mag):
             raise VocabularyError(f"{where}: 'magnitude' must be a number or null")
         if not isinstance(flag, bool):
             raise VocabularyError(f"{where}: 'changes_gripper' must be true or false")
-        prims.append(Primitive(phrase=item["phrase"], axis=item["axis"],
+        prims.append(Primitive(phrase=item['phrase'], axis=item['axis'],
                                magnitude=None if mag is None else float(mag),
                                vector=tuple(float(v) for v in vec), changes_gripper=flag))
     return Vocabulary(name=name, dimensions=tuple(dims), primitives=tuple(prims),
@@ -197,28 +198,28 @@ def _validate(name: str, dims: tuple[str, ...], prims: tuple[Primitive, ...]) ->
             raise VocabularyError(f"{where}: 'phrase' must be a non-empty string")
         if not isinstance(p.axis, str) or not p.axis:
             raise VocabularyError(f"{where} ({p.phrase!r}): 'axis' must be a non-empty string")
-        key = " ".join(p.phrase.lower().split())
+        key = ' '.join(p.phrase.lower().split())
         if key in seen:
             raise VocabularyError(
-                f"{where}: duplicate phrase {p.phrase!r} (same as primitive {seen[key]})")
+                f'{where}: duplicate phrase {p.phrase!r} (same as primitive {seen[key]})')
         seen[key] = i
         if len(p.vector) != len(dims):
-            raise VocabularyError(f"{where} ({p.phrase!r}): vector has {len(p.vector)} values, "
-                                  f"expected {len(dims)} (dimensions {list(dims)})")
+            raise VocabularyError(f'{where} ({p.phrase!r}): vector has {len(p.vector)} values, '
+                                  f'expected {len(dims)} (dimensions {list(dims)})')
         if not all(math.isfinite(v) for v in p.vector):
-            raise VocabularyError(f"{where} ({p.phrase!r}): vector has non-finite values")
+            raise VocabularyError(f'{where} ({p.phrase!r}): vector has non-finite values')
         if p.magnitude is not None and not math.isfinite(p.magnitude):
-            raise VocabularyError(f"{where} ({p.phrase!r}): magnitude is not finite")
+            raise VocabularyError(f'{where} ({p.phrase!r}): magnitude is not finite')
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], optional: set[str],
                 where: str) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise VocabularyError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise VocabularyError(f'{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}')
     missing = sorted(allowed - optional - set(data))
     if missing:
-        raise VocabularyError(f"{where}: missing key(s) {missing}")
+        raise VocabularyError(f'{where}: missing key(s) {missing}')
 
 
 def _is_number(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""The benchmarks behind ``cliprt-bench``.
+"""
+The benchmarks behind ``cliprt-bench``.
 
 ``inference``: the instruction-embedding cache against naive re-encoding, and the inference
 backends against eager torch, measured side by side in one run (exported here).
@@ -10,5 +11,5 @@ from cliprt_core.bench.backend_bench import run_backend_benchmark
 from cliprt_core.bench.cache_bench import run_cache_benchmark
 from cliprt_core.bench.timing import interleaved_timings, latency_stats
 
-__all__ = ["interleaved_timings", "latency_stats", "run_backend_benchmark",
-           "run_cache_benchmark"]
+__all__ = ['interleaved_timings', 'latency_stats', 'run_backend_benchmark',
+           'run_cache_benchmark']

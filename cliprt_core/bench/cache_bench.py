@@ -1,17 +1,18 @@
-"""Issue 2: per-query latency of ``act()`` with the instruction-embedding cache against naive
-re-encoding of the instruction on every query (``cache_size=0``), side by side."""
+"""
+Issue 2: per-query latency of ``act()`` with the instruction-embedding cache against naive
+re-encoding of the instruction on every query (``cache_size=0``), side by side.
+"""
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from cliprt_core.bench.common import INSTRUCTION, build_model, environment, images
+from cliprt_core.bench.common import build_model, environment, images, INSTRUCTION
 from cliprt_core.bench.timing import interleaved_timings, latency_stats
 from cliprt_core.inference.policy import Policy
+import torch
 
 
-def run_cache_benchmark(model_name: str, *, device: str | torch.device = "cpu",
+def run_cache_benchmark(model_name: str, *, device: str | torch.device = 'cpu',
                         dtype: torch.dtype | None = None, iters: int = 50, warmup: int = 5,
                         checkpoint: str | None = None, image_size: int = 256,
                         seed: int = 0) -> dict[str, Any]:
@@ -22,15 +23,15 @@ def run_cache_benchmark(model_name: str, *, device: str | torch.device = "cpu",
     image = images(1, image_size, seed)[0]
     cached.reset(INSTRUCTION)
     naive.reset(INSTRUCTION)
-    timings = interleaved_timings({"cached": lambda: cached.act(image),
-                                   "naive": lambda: naive.act(image)},
+    timings = interleaved_timings({'cached': lambda: cached.act(image),
+                                   'naive': lambda: naive.act(image)},
                                   iters=iters, warmup=warmup, device=cached.device)
     stats = {name: latency_stats(values) for name, values in timings.items()}
     return {
-        "bench": "cache", "model": model.config.name, "device": str(cached.device),
-        "dtype": str(cached.dtype).replace("torch.", ""), **environment(cached.device),
-        "cached": stats["cached"], "naive": stats["naive"],
-        "ratio_p50": round(stats["naive"]["p50_ms"] / stats["cached"]["p50_ms"], 3),
-        "ratio_p90": round(stats["naive"]["p90_ms"] / stats["cached"]["p90_ms"], 3),
-        "text_encodes": {"cached": cached.cache.misses, "naive": naive.cache.misses},
+        'bench': 'cache', 'model': model.config.name, 'device': str(cached.device),
+        'dtype': str(cached.dtype).replace('torch.', ''), **environment(cached.device),
+        'cached': stats['cached'], 'naive': stats['naive'],
+        'ratio_p50': round(stats['naive']['p50_ms'] / stats['cached']['p50_ms'], 3),
+        'ratio_p90': round(stats['naive']['p90_ms'] / stats['cached']['p90_ms'], 3),
+        'text_encodes': {'cached': cached.cache.misses, 'naive': naive.cache.misses},
     }

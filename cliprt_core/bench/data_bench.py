@@ -1,4 +1,5 @@
-"""Data-loader benchmark (``cliprt-bench data``): can the HDF5 pipeline feed the trainer?
+"""
+Data-loader benchmark (``cliprt-bench data``): can the HDF5 pipeline feed the trainer?
 
 Measures, on the same machine and run:
 
@@ -16,19 +17,18 @@ temporary folder unless real ones are given.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
-from cliprt_core.data import (DataConfig, EpochBatchSampler, LiberoFile, build_datasets,
+from cliprt_core.data import (build_datasets, DataConfig, EpochBatchSampler, LiberoFile,
                               make_loader, scan_files)
 from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
+import torch
 
-TINY_MODEL = "cliprt-tiny"
-GPU_MODEL = "cliprt-plus-vit-h-14-378"
+TINY_MODEL = 'cliprt-tiny'
+GPU_MODEL = 'cliprt-plus-vit-h-14-378'
 STEPS = 10  # timed optimizer steps per model
 
 
@@ -36,9 +36,9 @@ def write_synthetic(folder: Path, files: int, demos: int, length: int, size: int
     """``files`` no_noops-layout task files of ``demos`` demos each; returns their paths."""
     paths = []
     for i in range(files):
-        task = f"benchmark task number {i}"
+        task = f'benchmark task number {i}'
         info = write_libero_hdf5(folder / libero_file_name(task), num_demos=demos, length=length,
-                                 image_size=size, layout="no_noops", instruction=task, seed=i)
+                                 image_size=size, layout='no_noops', instruction=task, seed=i)
         paths.append(str(info.path))
     return paths
 
@@ -47,7 +47,7 @@ def loader_throughput(files: Sequence[LiberoFile], crop: int, workers: int, batc
                       batches: int, cache_mb: float, augment: bool = True) -> float:
     """Training-loader samples/s over ``batches`` batches (worker start-up excluded)."""
     cfg = DataConfig(paths=[str(f.path) for f in files], augment=augment, cache_mb=cache_mb)
-    dataset, _ = build_datasets(cfg, image_size=crop, head="chunk", files=list(files))
+    dataset, _ = build_datasets(cfg, image_size=crop, head='chunk', files=list(files))
     sampler = EpochBatchSampler(len(dataset), batch, batch, seed=0)
     loader = make_loader(dataset, sampler, num_workers=workers, prefetch_factor=4,
                          persistent=False)
@@ -56,7 +56,7 @@ def loader_throughput(files: Sequence[LiberoFile], crop: int, workers: int, batc
     count, start = 0, time.perf_counter()
     for _ in range(batches):
         try:
-            count += len(next(iterator)["pixels"])
+            count += len(next(iterator)['pixels'])
         except StopIteration:
             sampler.set_position(sampler.epoch + 1)
             iterator = iter(loader)
@@ -70,27 +70,27 @@ def train_step_throughput(model_name: str, data_paths: list[str], batch: int, st
     """The trainer's optimizer step (data excluded) on preloaded batches."""
     from cliprt_core.train import Trainer, load_train_config
 
-    overrides = [f"model={model_name}", f"data.paths=[{','.join(data_paths)}]",
-                 f"log.output_dir={out_dir}", f"log.run_name=bench-{model_name}",
-                 "log.progress=false", "log.tensorboard=false", f"train.global_batch_size={batch}",
-                 f"train.device={device}", "data.num_workers=0", "optim.warmup_steps=1"]
-    trainer = Trainer(load_train_config("tiny", overrides))
+    overrides = [f'model={model_name}', f"data.paths=[{','.join(data_paths)}]",
+                 f'log.output_dir={out_dir}', f'log.run_name=bench-{model_name}',
+                 'log.progress=false', 'log.tensorboard=false', f'train.global_batch_size={batch}',
+                 f'train.device={device}', 'data.num_workers=0', 'optim.warmup_steps=1']
+    trainer = Trainer(load_train_config('tiny', overrides))
     batches = [trainer._next_batch() for _ in range(min(4, trainer.sampler.steps_per_epoch))]
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if trainer.device.type == 'cuda' else (lambda: None)
     trainer._optimizer_step([batches[0]])  # warm-up (allocations, kernels)
     sync()
-    if trainer.device.type == "cuda":
+    if trainer.device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for i in range(steps):
         trainer._optimizer_step([batches[i % len(batches)]])
     sync()
     elapsed = time.perf_counter() - start
-    result = {"model": model_name, "batch": batch, "device": str(trainer.device),
-              "precision": str(trainer.autocast_dtype or torch.float32),
-              "step_s": elapsed / steps, "samples_per_s": batch * steps / elapsed}
-    if trainer.device.type == "cuda":
-        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    result = {'model': model_name, 'batch': batch, 'device': str(trainer.device),
+              'precision': str(trainer.autocast_dtype or torch.float32),
+              'step_s': elapsed / steps, 'samples_per_s': batch * steps / elapsed}
+    if trainer.device.type == 'cuda':
+        result['peak_memory_gib'] = torch.cuda.max_memory_allocated() / 2**30
     trainer.close()
     return result
 
@@ -100,37 +100,38 @@ def run_data_benchmark(data: Sequence[str] | None = None, *, workers: Sequence[i
                        cache_mb: float = 0.0, image_size: int = 256, tiny_batch: int = 32,
                        gpu_batch: int = 32, echo: Callable[[str], None] = print
                        ) -> dict[str, Any]:
-    """Run the whole benchmark; ``echo`` gets one human-readable line per measurement.
+    """
+    Run the whole benchmark; ``echo`` gets one human-readable line per measurement.
 
     ``data``: real LIBERO files / folders / globs (default: two synthetic files of 4 demos).
     Returns the JSON-able results (``loader`` rows, ``tiny_step``, ``gpu_step`` or None).
     """
-    results: dict[str, Any] = {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                               "torch": torch.__version__, "loader": []}
+    results: dict[str, Any] = {'cpu_count': os.cpu_count(), 'threads': torch.get_num_threads(),
+                               'torch': torch.__version__, 'loader': []}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = list(data) if data else write_synthetic(Path(tmp) / "data", files=2, demos=4,
+        paths = list(data) if data else write_synthetic(Path(tmp) / 'data', files=2, demos=4,
                                                         length=60, size=image_size)
         files = scan_files(DataConfig(paths=paths))
-        results["images"] = list(files[0].image_shape)
-        echo(f"data: {len(files)} files, {sum(len(f.demos) for f in files)} demos, images "
-             f"{files[0].image_shape}; batch {batch}; {os.cpu_count()} CPU cores, "
-             f"{torch.get_num_threads()} torch threads")
+        results['images'] = list(files[0].image_shape)
+        echo(f'data: {len(files)} files, {sum(len(f.demos) for f in files)} demos, images '
+             f'{files[0].image_shape}; batch {batch}; {os.cpu_count()} CPU cores, '
+             f'{torch.get_num_threads()} torch threads')
         for crop in crops:
             for count in workers:
                 rate = loader_throughput(files, crop, count, batch, batches, cache_mb)
-                results["loader"].append({"crop": crop, "workers": count, "samples_per_s": rate})
-                echo(f"loader  crop {crop:3d}  workers {count:2d}: {rate:8.1f} samples/s")
-        tiny = train_step_throughput(TINY_MODEL, paths, tiny_batch, STEPS, "cpu", tmp)
-        results["tiny_step"] = tiny
+                results['loader'].append({'crop': crop, 'workers': count, 'samples_per_s': rate})
+                echo(f'loader  crop {crop:3d}  workers {count:2d}: {rate:8.1f} samples/s')
+        tiny = train_step_throughput(TINY_MODEL, paths, tiny_batch, STEPS, 'cpu', tmp)
+        results['tiny_step'] = tiny
         echo(f"tiny CLIP-RT+ train step (CPU, batch {tiny['batch']}): "
              f"{tiny['step_s'] * 1e3:.1f} ms = {tiny['samples_per_s']:.1f} samples/s")
         if torch.cuda.is_available():
-            big = train_step_throughput(GPU_MODEL, paths, gpu_batch, STEPS, "cuda", tmp)
-            results["gpu_step"] = big
-            echo(f"ViT-H-14-378 CLIP-RT+ train step ({torch.cuda.get_device_name()}, "
+            big = train_step_throughput(GPU_MODEL, paths, gpu_batch, STEPS, 'cuda', tmp)
+            results['gpu_step'] = big
+            echo(f'ViT-H-14-378 CLIP-RT+ train step ({torch.cuda.get_device_name()}, '
                  f"{big['precision']}, batch {big['batch']}): {big['step_s'] * 1e3:.1f} ms = "
                  f"{big['samples_per_s']:.1f} samples/s, peak {big['peak_memory_gib']:.1f} GiB")
         else:
-            results["gpu_step"] = None
-            echo("ViT-H-14-378 CLIP-RT+ GPU step: skipped (no CUDA device)")
+            results['gpu_step'] = None
+            echo('ViT-H-14-378 CLIP-RT+ GPU step: skipped (no CUDA device)')
     return results

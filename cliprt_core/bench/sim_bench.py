@@ -1,4 +1,5 @@
-"""LIBERO evaluation throughput (``cliprt-bench sim``): env steps/s with 1 and N env workers.
+"""
+LIBERO evaluation throughput (``cliprt-bench sim``): env steps/s with 1 and N env workers.
 
 Runs the real evaluation loop (``run_evaluation``: reset + 10 settle steps + 8-action chunks)
 with the given policy (default: the random tiny model, whose cost is negligible, so the numbers
@@ -10,15 +11,15 @@ are the simulator's) on a few episodes, once per worker count, and reports:
 """
 from __future__ import annotations
 
+from pathlib import Path
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cliprt_core.eval.config import EvalConfig
 from cliprt_core.sim.protocol import NUM_DUMMY_STEPS
 
-PHASES = ("reset_s", "sim_s", "policy_s")
+PHASES = ('reset_s', 'sim_s', 'policy_s')
 
 
 def measure(policy: Any, workers: int, config: EvalConfig) -> dict[str, Any]:
@@ -32,38 +33,38 @@ def measure(policy: Any, workers: int, config: EvalConfig) -> dict[str, Any]:
 
 def throughput_row(summary: dict[str, Any], wall_s: float, workers: int) -> dict[str, Any]:
     """Steps/s and the time split of an evaluation ``summary`` that took ``wall_s`` seconds."""
-    episodes = summary["overall"]["episodes"]
-    timing = summary["timing"]
-    policy_steps = timing["policy_steps"]
+    episodes = summary['overall']['episodes']
+    timing = summary['timing']
+    policy_steps = timing['policy_steps']
     env_steps = policy_steps + NUM_DUMMY_STEPS * episodes
     per_episode = {k: round(timing[k] / episodes, 3) for k in PHASES}
     busy = sum(timing[k] for k in PHASES)
     return {
-        "workers": workers, "episodes": episodes, "policy_steps": policy_steps,
-        "wall_s": round(wall_s, 2),
-        "env_steps_per_s": round(env_steps / wall_s, 2),
-        "policy_steps_per_s": round(policy_steps / wall_s, 2),
-        "sim_only_steps_per_s": (round(policy_steps / timing["sim_s"], 2)
-                                 if timing["sim_s"] else None),
-        "per_episode_s": per_episode,
-        "share": {k.replace("_s", ""): round(timing[k] / busy, 3) for k in PHASES},
-        "errors": summary["overall"]["errors"],
+        'workers': workers, 'episodes': episodes, 'policy_steps': policy_steps,
+        'wall_s': round(wall_s, 2),
+        'env_steps_per_s': round(env_steps / wall_s, 2),
+        'policy_steps_per_s': round(policy_steps / wall_s, 2),
+        'sim_only_steps_per_s': (round(policy_steps / timing['sim_s'], 2)
+                                 if timing['sim_s'] else None),
+        'per_episode_s': per_episode,
+        'share': {k.replace('_s', ''): round(timing[k] / busy, 3) for k in PHASES},
+        'errors': summary['overall']['errors'],
     }
 
 
 def run_sim_benchmark(policy: Any, workers: Sequence[int] = (1, 2), *,
-                      suite: str = "libero_spatial", tasks: str = "0", episodes: int = 4,
+                      suite: str = 'libero_spatial', tasks: str = '0', episodes: int = 4,
                       max_steps: int = 40, camera_size: int = 256, wrist_camera: bool = False,
                       on_row: Callable[[dict[str, Any]], None] | None = None
                       ) -> list[dict[str, Any]]:
     """One :func:`measure` row per worker count (``on_row`` sees each as soon as it is done)."""
     rows = []
-    with tempfile.TemporaryDirectory(prefix="cliprt-bench-sim-") as tmp:
+    with tempfile.TemporaryDirectory(prefix='cliprt-bench-sim-') as tmp:
         for count in workers:
             config = EvalConfig(suite=suite, tasks=tasks, episodes=episodes, workers=count,
                                 max_steps=max_steps, camera_size=camera_size,
                                 wrist_camera=wrist_camera, progress=False,
-                                results_dir=str(Path(tmp) / f"workers{count}"))
+                                results_dir=str(Path(tmp) / f'workers{count}'))
             rows.append(measure(policy, count, config))
             if on_row is not None:
                 on_row(rows[-1])

@@ -1,4 +1,5 @@
-"""Does a state dict fit a model config? Checked on the meta device, before any model is built.
+"""
+Does a state dict fit a model config? Checked on the meta device, before any model is built.
 
 Building the real ViT-H-14-378 CLIP-RT+ takes many seconds and ~5 GB; its tensor names and
 shapes come from a meta-device build in a fraction of a second. A mismatch is reported with the
@@ -6,23 +7,22 @@ file, the model config, a few examples, and the shipped model config that fits t
 """
 from __future__ import annotations
 
-import logging
 from contextlib import contextmanager
+import logging
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import torch
-
 from cliprt_core.checkpoint.errors import CheckpointError
-from cliprt_core.checkpoint.official import (MISMATCH, describe, map_official_state_dict,
+from cliprt_core.checkpoint.official import (describe, map_official_state_dict, MISMATCH,
                                              official_key_to_ours)
 from cliprt_core.model.configuration import CLIPRTConfig, list_model_configs, load_model_config
 from cliprt_core.model.modeling import create_model
+import torch
 
 
 class _DropNoPretrained(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
+        return 'No pretrained weights loaded' not in record.getMessage()
 
 
 @contextmanager
@@ -38,7 +38,7 @@ def _quiet_open_clip() -> Iterator[None]:
 
 def expected_state(config: CLIPRTConfig) -> dict[str, torch.Tensor]:
     """The model's state dict as meta tensors (names, shapes, dtypes; no memory, no init)."""
-    with _quiet_open_clip(), torch.device("meta"):
+    with _quiet_open_clip(), torch.device('meta'):
         return create_model(config).state_dict()
 
 
@@ -50,10 +50,10 @@ def shape_mismatches(state: Mapping[str, torch.Tensor], expected: Mapping[str, t
                      ) -> dict[str, list[str]]:
     """Missing, unexpected and mis-shaped keys of ``state`` against ``expected`` (empty: fits)."""
     problems = {
-        "missing keys": sorted(set(expected) - set(state)),
-        "unexpected keys": sorted(set(state) - set(expected)),
-        "shape mismatches": sorted(
-            f"{k}: file {_shape(state[k])} vs model {tuple(expected[k].shape)}"
+        'missing keys': sorted(set(expected) - set(state)),
+        'unexpected keys': sorted(set(state) - set(expected)),
+        'shape mismatches': sorted(
+            f'{k}: file {_shape(state[k])} vs model {tuple(expected[k].shape)}'
             for k in set(state) & set(expected) if _shape(state[k]) != tuple(expected[k].shape)),
     }
     return {kind: items for kind, items in problems.items() if items}
@@ -67,7 +67,7 @@ def _agreement(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
             map_official_state_dict(state, expected)
             return True, len(expected), len(expected)
         except CheckpointError:
-            state = {official_key_to_ours(k.removeprefix("module.")): v for k, v in state.items()}
+            state = {official_key_to_ours(k.removeprefix('module.')): v for k, v in state.items()}
     agree = sum(1 for k, v in state.items()
                 if k in expected and _shape(v) == tuple(expected[k].shape))
     fits = not shape_mismatches(state, expected)
@@ -87,18 +87,19 @@ def suggest_model_config(state: Mapping[str, torch.Tensor], official: bool,
             continue
         fits, agree, total = _agreement(state, expected, official)
         if fits:
-            return f"it fits model config {name!r}: pass model_config={name!r}"
+            return f'it fits model config {name!r}: pass model_config={name!r}'
         scores.append((agree / max(total, 1), agree, total, name))
     if not scores:
-        return "no shipped model config to compare with"
+        return 'no shipped model config to compare with'
     _, agree, total, name = max(scores)
-    return (f"no shipped model config fits it (closest: {name!r}, {agree} of {total} tensors "
-            f"agree); pass the model_config it was trained with")
+    return (f'no shipped model config fits it (closest: {name!r}, {agree} of {total} tensors '
+            f'agree); pass the model_config it was trained with')
 
 
 def check_fits(path: Path, state: Mapping[str, torch.Tensor], config: CLIPRTConfig,
-               official: bool, how: str = "") -> dict[str, torch.Tensor] | None:
-    """Raise CheckpointError unless ``state`` fits ``config``; official files are mapped.
+               official: bool, how: str = '') -> dict[str, torch.Tensor] | None:
+    """
+    Raise CheckpointError unless ``state`` fits ``config``; official files are mapped.
 
     Returns the mapped state dict of an official file (None for ours). ``how`` says where the
     config came from (e.g. "the default for CLIP-RT+ files").
@@ -114,7 +115,7 @@ def check_fits(path: Path, state: Mapping[str, torch.Tensor], config: CLIPRTConf
         if not problems:
             return None
         details = describe(problems)
-    origin = f" ({how})" if how else ""
+    origin = f' ({how})' if how else ''
     hint = suggest_model_config(state, official, tried=config.name)
-    raise CheckpointError(f"{path} does not fit model_config {config.name!r}{origin}: {hint}. "
-                          f"Details: {details}")
+    raise CheckpointError(f'{path} does not fit model_config {config.name!r}{origin}: {hint}. '
+                          f'Details: {details}')

@@ -1,8 +1,8 @@
 """Load a CLIP-RT model from our checkpoint format or the authors' official files."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
 from cliprt_core.model.modeling import CLIPRT, create_model
 
 # Architectures of the official files (they do not record their config).
-OFFICIAL_CHUNK_CONFIG = "cliprt-plus-vit-h-14-378"
-OFFICIAL_DISCRETE_CONFIG = "cliprt-vit-h-14-378"
+OFFICIAL_CHUNK_CONFIG = 'cliprt-plus-vit-h-14-378'
+OFFICIAL_DISCRETE_CONFIG = 'cliprt-vit-h-14-378'
 
 
 @dataclass
@@ -31,27 +31,30 @@ class LoadedCheckpoint:
 
 
 def load_payload(path_or_id: str | os.PathLike) -> LoadedCheckpoint:
-    """Resolve and read a checkpoint safely, and classify it.
+    """
+    Resolve and read a checkpoint safely, and classify it.
 
-    Our own files are also checked for bit rot (every zip entry's CRC-32)."""
+    Our own files are also checked for bit rot (every zip entry's CRC-32).
+    """
     path = resolve_checkpoint(path_or_id)
     payload = safe_torch_load(path)
     if native.is_native(payload):
-        if payload.get("version", 0) > native.VERSION:
+        if payload.get('version', 0) > native.VERSION:
             raise CheckpointError(f"{path}: checkpoint format version {payload['version']} is "
-                                  f"newer than this cliprt ({native.VERSION}); upgrade cliprt")
+                                  f'newer than this cliprt ({native.VERSION}); upgrade cliprt')
         verify_checksums(path)
-        return LoadedCheckpoint(path, "native", payload)
+        return LoadedCheckpoint(path, 'native', payload)
     if official.is_official(payload):
-        return LoadedCheckpoint(path, "official", payload)
+        return LoadedCheckpoint(path, 'official', payload)
     keys = list(payload)[:10] if isinstance(payload, dict) else type(payload).__name__
-    raise CheckpointError(f"{path}: neither a cliprt checkpoint nor an official CLIP-RT file "
-                          f"(top-level: {keys})")
+    raise CheckpointError(f'{path}: neither a cliprt checkpoint nor an official CLIP-RT file '
+                          f'(top-level: {keys})')
 
 
 def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str | None = None
                ) -> tuple[CLIPRT, LoadedCheckpoint]:
-    """Build the model described by a checkpoint and load its weights strictly.
+    """
+    Build the model described by a checkpoint and load its weights strictly.
 
     ``model_config`` is required only for official files whose architecture is not the
     published ViT-H-14-378 one (e.g. a tiny test model in the official layout). Names and
@@ -59,26 +62,26 @@ def load_model(path_or_id: str | os.PathLike, model_config: CLIPRTConfig | str |
     """
     loaded = load_payload(path_or_id)
     payload = loaded.payload
-    state = payload.get("state_dict")
+    state = payload.get('state_dict')
     if not isinstance(state, dict):
-        raise CheckpointError(f"{loaded.path}: no state_dict")
-    if loaded.kind == "native":
+        raise CheckpointError(f'{loaded.path}: no state_dict')
+    if loaded.kind == 'native':
         try:
-            config = from_dict(CLIPRTConfig, payload["model_config"])
+            config = from_dict(CLIPRTConfig, payload['model_config'])
         except (ConfigError, KeyError) as exc:
-            raise CheckpointError(f"{loaded.path}: invalid model_config: {exc}") from exc
+            raise CheckpointError(f'{loaded.path}: invalid model_config: {exc}') from exc
         if model_config is not None and _config_name(model_config) != config.name:
             raise CheckpointError(
-                f"{loaded.path} is a cliprt checkpoint of model {config.name!r}; it carries its "
-                f"own config, so model_config {_config_name(model_config)!r} does not apply")
-        check_fits(loaded.path, state, config, official=False, how="stored in the file")
+                f'{loaded.path} is a cliprt checkpoint of model {config.name!r}; it carries its '
+                f'own config, so model_config {_config_name(model_config)!r} does not apply')
+        check_fits(loaded.path, state, config, official=False, how='stored in the file')
     else:
-        how = "given"
+        how = 'given'
         if model_config is None:
             model_config = (OFFICIAL_CHUNK_CONFIG if official.has_action_decoder(state)
                             else OFFICIAL_DISCRETE_CONFIG)
-            how = "the default for official CLIP-RT" + ("+" if official.has_action_decoder(state)
-                                                        else "") + " files"
+            how = 'the default for official CLIP-RT' + ('+' if official.has_action_decoder(state)
+                                                        else '') + ' files'
         config = (load_model_config(model_config) if isinstance(model_config, str)
                   else model_config)
         state = check_fits(loaded.path, state, config, official=True, how=how)

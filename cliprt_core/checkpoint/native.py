@@ -6,35 +6,34 @@ import os
 import platform
 from typing import Any
 
-import torch
-
 from cliprt_core.checkpoint.io import atomic_torch_save
 from cliprt_core.config import to_dict
+import torch
 
-FORMAT = "cliprt-checkpoint"
+FORMAT = 'cliprt-checkpoint'
 VERSION = 1
 
 
 def is_native(payload: Any) -> bool:
     """True for a payload written by :func:`save_model_checkpoint` (or the trainer)."""
-    return isinstance(payload, dict) and payload.get("format") == FORMAT
+    return isinstance(payload, dict) and payload.get('format') == FORMAT
 
 
 def make_payload(model: torch.nn.Module, metadata: dict[str, Any] | None = None,
                  **extra: Any) -> dict[str, Any]:
     """The checkpoint dict for ``model`` (a CLIPRT); ``extra`` adds e.g. optimizer state."""
     info = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": str(torch.__version__),
-        "python": platform.python_version(),
+        'created': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
+        'torch': str(torch.__version__),
+        'python': platform.python_version(),
     }
     info.update(metadata or {})
     return {
-        "format": FORMAT,
-        "version": VERSION,
-        "model_config": to_dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": info,
+        'format': FORMAT,
+        'version': VERSION,
+        'model_config': to_dict(model.config),
+        'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        'metadata': info,
         **extra,
     }
 

@@ -1,4 +1,5 @@
-"""``cliprt-bench``: benchmarks of inference, the training data pipeline and the simulator.
+"""
+``cliprt-bench``: benchmarks of inference, the training data pipeline and the simulator.
 
   cliprt-bench [inference] ...   act() with the instruction cache vs naive re-encoding, and the
                                  inference backends x batch sizes (the default subcommand)
@@ -19,82 +20,82 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+import sys
 from typing import Sequence
 
 import torch
 
-DEFAULT_MODELS = "cliprt-tiny,cliprt-plus-vit-b-32"
-COMMANDS = ("inference", "data", "sim")
-DEFAULT_COMMAND = "inference"
+DEFAULT_MODELS = 'cliprt-tiny,cliprt-plus-vit-b-32'
+COMMANDS = ('inference', 'data', 'sim')
+DEFAULT_COMMAND = 'inference'
 
 
 def _csv(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+    return [item.strip() for item in text.split(',') if item.strip()]
 
 
 def _batches(text: str) -> list[int]:
     try:
         values = [int(item) for item in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch takes integers like 1,8,32, got {text!r}")
+        raise argparse.ArgumentTypeError(f'--batch takes integers like 1,8,32, got {text!r}')
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("batch sizes must be >= 1")
+        raise argparse.ArgumentTypeError('batch sizes must be >= 1')
     return values
 
 
 def _add_inference(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODELS,
-                        help=f"model config name(s), comma separated (default {DEFAULT_MODELS})")
-    parser.add_argument("--checkpoint", help="benchmark real weights (one model only)")
-    parser.add_argument("--suite", choices=["cache", "backends", "all"],
+    parser.add_argument('--model', default=DEFAULT_MODELS,
+                        help=f'model config name(s), comma separated (default {DEFAULT_MODELS})')
+    parser.add_argument('--checkpoint', help='benchmark real weights (one model only)')
+    parser.add_argument('--suite', choices=['cache', 'backends', 'all'],
                         help="default: 'backends' when --backends is given, else 'cache'")
-    parser.add_argument("--backends", type=_csv,
-                        help="comma list of torch,compile,onnx,tensorrt (torch is always run)")
-    parser.add_argument("--batch", type=_batches, default=[1], help="batch sizes, e.g. 1,8,32")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="auto = fp32 on CPU, bf16 on GPUs that support it")
-    parser.add_argument("--iters", type=int, default=30, help="timed calls per variant")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per variant")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (and ORT's)")
-    parser.add_argument("--backend-options", type=json.loads, default={},
+    parser.add_argument('--backends', type=_csv,
+                        help='comma list of torch,compile,onnx,tensorrt (torch is always run)')
+    parser.add_argument('--batch', type=_batches, default=[1], help='batch sizes, e.g. 1,8,32')
+    parser.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N (default cpu)')
+    parser.add_argument('--dtype', default='auto', choices=['auto', 'fp32', 'fp16', 'bf16'],
+                        help='auto = fp32 on CPU, bf16 on GPUs that support it')
+    parser.add_argument('--iters', type=int, default=30, help='timed calls per variant')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed calls per variant')
+    parser.add_argument('--threads', type=int, help="torch intra-op threads (and ORT's)")
+    parser.add_argument('--backend-options', type=json.loads, default={},
                         help='JSON per backend, e.g. \'{"compile": {"mode": "max-autotune"}}\'')
     parser.set_defaults(run=run_inference)
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", nargs="*", help="real LIBERO files / folders / globs "
-                        "(default: synthetic LIBERO-layout files in a temporary folder)")
-    parser.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--crops", nargs="+", type=int, default=[64, 378])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per setting")
-    parser.add_argument("--cache-mb", type=float, default=0.0)
-    parser.add_argument("--image-size", type=int, default=256, help="synthetic image size")
-    parser.add_argument("--tiny-batch", type=int, default=32)
-    parser.add_argument("--gpu-batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument('--data', nargs='*', help='real LIBERO files / folders / globs '
+                        '(default: synthetic LIBERO-layout files in a temporary folder)')
+    parser.add_argument('--workers', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--crops', nargs='+', type=int, default=[64, 378])
+    parser.add_argument('--batch', type=int, default=32)
+    parser.add_argument('--batches', type=int, default=12, help='timed batches per setting')
+    parser.add_argument('--cache-mb', type=float, default=0.0)
+    parser.add_argument('--image-size', type=int, default=256, help='synthetic image size')
+    parser.add_argument('--tiny-batch', type=int, default=32)
+    parser.add_argument('--gpu-batch', type=int, default=32)
+    parser.add_argument('--threads', type=int, default=None,
                         help="torch threads of this process (default: torch's; use 1 on a busy "
-                             "shared machine, where spinning OpenMP threads distort timings)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+                             'shared machine, where spinning OpenMP threads distort timings)')
+    parser.add_argument('--json', type=Path, help='also write the results here')
     parser.set_defaults(run=run_data)
 
 
 def _add_sim(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--suite", default="libero_spatial")
-    parser.add_argument("--tasks", default="0")
-    parser.add_argument("--episodes", type=int, default=4, help="episodes per task")
-    parser.add_argument("--max-steps", type=int, default=40, help="policy steps per episode")
-    parser.add_argument("--camera-size", type=int, default=256)
-    parser.add_argument("--wrist-camera", action="store_true")
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--model-config", default=None,
-                        help="random weights of this model without --checkpoint (default "
-                             "cliprt-tiny); the architecture of an official checkpoint")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument('--workers', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--suite', default='libero_spatial')
+    parser.add_argument('--tasks', default='0')
+    parser.add_argument('--episodes', type=int, default=4, help='episodes per task')
+    parser.add_argument('--max-steps', type=int, default=40, help='policy steps per episode')
+    parser.add_argument('--camera-size', type=int, default=256)
+    parser.add_argument('--wrist-camera', action='store_true')
+    parser.add_argument('--checkpoint')
+    parser.add_argument('--model-config', default=None,
+                        help='random weights of this model without --checkpoint (default '
+                             'cliprt-tiny); the architecture of an official checkpoint')
+    parser.add_argument('--device', default='cpu')
     parser.set_defaults(run=run_sim)
 
 
@@ -102,13 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``cliprt-bench`` parser: one subcommand per benchmark."""
     from cliprt_core.bench import data_bench, sim_bench
 
-    parser = argparse.ArgumentParser(prog="cliprt-bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog='cliprt-bench', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{inference,data,sim}")
+    commands = parser.add_subparsers(dest='command', required=True, metavar='{inference,data,sim}')
     for name, add, text, description in (
-            ("inference", _add_inference, "inference latency (default)", __doc__),
-            ("data", _add_data, "data-loader throughput", data_bench.__doc__),
-            ("sim", _add_sim, "LIBERO evaluation throughput", sim_bench.__doc__)):
+            ('inference', _add_inference, 'inference latency (default)', __doc__),
+            ('data', _add_data, 'data-loader throughput', data_bench.__doc__),
+            ('sim', _add_sim, 'LIBERO evaluation throughput', sim_bench.__doc__)):
         add(commands.add_parser(name, help=text, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
@@ -123,32 +124,32 @@ def run_inference(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("cliprt-bench: --device cuda but torch.cuda is not available", file=sys.stderr)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        print('cliprt-bench: --device cuda but torch.cuda is not available', file=sys.stderr)
         return 2
     dtype = resolve_dtype(args.dtype)  # None (auto): the policy's default for the device
     models = _csv(args.model)
     if args.checkpoint and len(models) != 1:
-        models = [""]  # the checkpoint carries its own config
-    suite = args.suite or ("backends" if args.backends else "cache")
+        models = ['']  # the checkpoint carries its own config
+    suite = args.suite or ('backends' if args.backends else 'cache')
     cache_records, backend_records = [], []
     for model in models:
         common = dict(device=device, dtype=dtype, iters=args.iters, warmup=args.warmup,
                       checkpoint=args.checkpoint)
-        if suite in ("cache", "all"):
+        if suite in ('cache', 'all'):
             record = run_cache_benchmark(model, **common)
             write_json_line(record, sys.stdout)
             cache_records.append(record)
-        if suite in ("backends", "all"):
-            for record in run_backend_benchmark(model, args.backends or ["torch"], args.batch,
+        if suite in ('backends', 'all'):
+            for record in run_backend_benchmark(model, args.backends or ['torch'], args.batch,
                                                 options=args.backend_options, **common):
                 write_json_line(record, sys.stdout)
                 backend_records.append(record)
     if cache_records:
-        print("\n" + cache_table(cache_records), file=sys.stderr)
+        print('\n' + cache_table(cache_records), file=sys.stderr)
     if backend_records:
-        print("\n" + backend_table(backend_records), file=sys.stderr)
-    return 1 if any("error" in r for r in backend_records) else 0
+        print('\n' + backend_table(backend_records), file=sys.stderr)
+    return 1 if any('error' in r for r in backend_records) else 0
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -162,7 +163,7 @@ def run_data(args: argparse.Namespace) -> int:
                                  image_size=args.image_size, tiny_batch=args.tiny_batch,
                                  gpu_batch=args.gpu_batch)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + '\n')
     return 0
 
 
@@ -177,14 +178,14 @@ def run_sim(args: argparse.Namespace) -> int:
                              episodes=args.episodes, max_steps=args.max_steps,
                              camera_size=args.camera_size, wrist_camera=args.wrist_camera,
                              on_row=lambda row: write_json_line(row, sys.stdout))
-    print("\n" + sim_table(rows), file=sys.stderr)
+    print('\n' + sim_table(rows), file=sys.stderr)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one benchmark; without a subcommand, ``inference`` (``cliprt-bench --batch 1,8``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+    if not argv or argv[0] not in (*COMMANDS, '-h', '--help'):
         argv.insert(0, DEFAULT_COMMAND)
     args = build_parser().parse_args(argv)
     from cliprt_core.checkpoint.errors import CheckpointError
@@ -194,9 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError) as exc:
-        print(f"cliprt-bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f'cliprt-bench {args.command}: error: {exc}', file=sys.stderr)
         return 2
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -1,4 +1,5 @@
-"""``cliprt-eval``: the standard LIBERO evaluation of a CLIP-RT+ policy (parallel, resumable).
+"""
+``cliprt-eval``: the standard LIBERO evaluation of a CLIP-RT+ policy (parallel, resumable).
 
   cliprt-eval --suite libero_spatial --checkpoint PATH --tasks 0-9 --episodes 50 --workers 8
   cliprt-eval --config libero_10 --checkpoint clip-rt/clip-rt-finetuned-libero-10 --video
@@ -24,18 +25,18 @@ from cliprt_core.eval.config import EvalConfig, load_eval_config
 # module (this file, when run as cliprt-eval); torch and the results code load inside main().
 
 
-def build_parser(prog: str = "cliprt-eval", description: str | None = __doc__
+def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
                  ) -> argparse.ArgumentParser:
     """The flags: ``--config``, one per EvalConfig setting, ``--summary-only``, overrides."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="eval config: a name under config/eval/ or a YAML path")
+    parser.add_argument('--config', help='eval config: a name under config/eval/ or a YAML path')
     add_config_flags(parser, EvalConfig)
-    parser.add_argument("--summary-only", action="store_true",
-                        help="only rewrite summary.json, results.md, success.png from "
-                        "episodes.jsonl")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="EvalConfig overrides, e.g. binarize_gripper=true")
+    parser.add_argument('--summary-only', action='store_true',
+                        help='only rewrite summary.json, results.md, success.png from '
+                        'episodes.jsonl')
+    parser.add_argument('overrides', nargs='*', metavar='key=value',
+                        help='EvalConfig overrides, e.g. binarize_gripper=true')
     return parser
 
 
@@ -44,12 +45,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return load_eval_config(args.config, given_flags(args, EvalConfig), args.overrides)
 
 
-def load_policy(config: EvalConfig, prog: str = "cliprt-eval"):
+def load_policy(config: EvalConfig, prog: str = 'cliprt-eval'):
     """The policy to evaluate; says so loudly when it has random weights."""
     from cliprt_core.inference.factory import describe_weights, load_policy as load
 
     policy = load(config.policy)
-    print(f"{prog}: {describe_weights(policy, config.policy)}", file=sys.stderr)
+    print(f'{prog}: {describe_weights(policy, config.policy)}', file=sys.stderr)
     return policy
 
 
@@ -60,7 +61,7 @@ def summary_only(config: EvalConfig, prog: str) -> int:
 
     results = ResultsDir(config.default_results_dir())
     if not results.episodes_path.exists():
-        print(f"{prog}: no {results.episodes_path}", file=sys.stderr)
+        print(f'{prog}: no {results.episodes_path}', file=sys.stderr)
         return 2
     print(report(results.write_summary(expected=config.episode_keys()), results))
     return 0
@@ -79,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except (ConfigError, FileNotFoundError) as exc:
-        print(f"cliprt-eval: {exc}", file=sys.stderr)
+        print(f'cliprt-eval: {exc}', file=sys.stderr)
         return 2
     if args.summary_only:
-        return summary_only(config, "cliprt-eval")
+        return summary_only(config, 'cliprt-eval')
     from cliprt_core.eval.runner import run_evaluation
 
     previous = signal.signal(signal.SIGTERM, _terminate)  # same clean stop as Ctrl-C
@@ -93,11 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy = load_policy(config)
         summary = run_evaluation(config, policy, results_dir=str(results.path))
     except (ResultsMismatchError, PolicyLoadError) as exc:
-        print(f"cliprt-eval: {exc}", file=sys.stderr)
+        print(f'cliprt-eval: {exc}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ncliprt-eval: interrupted; finished episodes are in {results.episodes_path}; "
-              "rerun the same command to resume", file=sys.stderr)
+        print(f'\ncliprt-eval: interrupted; finished episodes are in {results.episodes_path}; '
+              'rerun the same command to resume', file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -105,5 +106,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

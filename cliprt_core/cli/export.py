@@ -1,4 +1,5 @@
-"""``cliprt-export``: export the per-query graph to ONNX and optionally build a TensorRT engine.
+"""
+``cliprt-export``: export the per-query graph to ONNX and optionally build a TensorRT engine.
 
   cliprt-export --model cliprt-tiny --output tiny.onnx                 # random weights
   cliprt-export --checkpoint run/best.pt --output policy.onnx --verify
@@ -14,36 +15,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+import sys
 from typing import Any, Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cliprt-export", description=__doc__,
+    parser = argparse.ArgumentParser(prog='cliprt-export', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_argument_group("source (one of)")
-    source.add_argument("--model", help="model config name/path (random weights, or the "
-                        "architecture of an official --checkpoint)")
-    source.add_argument("--checkpoint", help="cliprt checkpoint, official CLIP-RT file or hub id")
-    source.add_argument("--onnx", help="an existing cliprt ONNX export: only build --engine")
-    parser.add_argument("--output", help="ONNX file to write")
-    parser.add_argument("--device", default="cpu", help="export device (cuda for fp16/bf16)")
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
-                        help="graph dtype; TensorRT 11 builds the engine in this precision")
-    parser.add_argument("--opset", type=int, default=17)
-    parser.add_argument("--external-data", action=argparse.BooleanOptionalAction, default=None,
-                        help="weights in <output>.data (default: automatic above 1 GB)")
-    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                        help="check ONNX Runtime against torch at batch 1 and 3 (not for bf16)")
-    parser.add_argument("--seed", type=int, default=0)
-    engine = parser.add_argument_group("TensorRT engine (GPU + tensorrt package)")
-    engine.add_argument("--engine", help="engine file to build (metadata in <engine>.json)")
-    engine.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
-                        help="engine precision (default: the ONNX dtype)")
-    engine.add_argument("--max-batch", type=int, default=32)
-    engine.add_argument("--opt-batch", type=int, default=1)
-    engine.add_argument("--workspace-gb", type=float)
+    source = parser.add_argument_group('source (one of)')
+    source.add_argument('--model', help='model config name/path (random weights, or the '
+                        'architecture of an official --checkpoint)')
+    source.add_argument('--checkpoint', help='cliprt checkpoint, official CLIP-RT file or hub id')
+    source.add_argument('--onnx', help='an existing cliprt ONNX export: only build --engine')
+    parser.add_argument('--output', help='ONNX file to write')
+    parser.add_argument('--device', default='cpu', help='export device (cuda for fp16/bf16)')
+    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'fp16', 'bf16'],
+                        help='graph dtype; TensorRT 11 builds the engine in this precision')
+    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--external-data', action=argparse.BooleanOptionalAction, default=None,
+                        help='weights in <output>.data (default: automatic above 1 GB)')
+    parser.add_argument('--verify', action=argparse.BooleanOptionalAction, default=True,
+                        help='check ONNX Runtime against torch at batch 1 and 3 (not for bf16)')
+    parser.add_argument('--seed', type=int, default=0)
+    engine = parser.add_argument_group('TensorRT engine (GPU + tensorrt package)')
+    engine.add_argument('--engine', help='engine file to build (metadata in <engine>.json)')
+    engine.add_argument('--precision', choices=['fp32', 'fp16', 'bf16'],
+                        help='engine precision (default: the ONNX dtype)')
+    engine.add_argument('--max-batch', type=int, default=32)
+    engine.add_argument('--opt-batch', type=int, default=1)
+    engine.add_argument('--workspace-gb', type=float)
     return parser
 
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.verify:
             diff = verify_onnx(policy, onnx_path)  # None: a bf16 graph cannot be checked
             if diff is not None:
-                result["max_abs_diff_vs_torch"] = diff
+                result['max_abs_diff_vs_torch'] = diff
     if args.engine:
         from cliprt_core.inference.backends.tensorrt_engine import build_engine
 
@@ -84,17 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.onnx) + bool(args.model or args.checkpoint) != 1:
-        parser.error("give --model/--checkpoint (export) or --onnx (engine only)")
+        parser.error('give --model/--checkpoint (export) or --onnx (engine only)')
     if args.onnx and not args.engine:
-        parser.error("--onnx needs --engine")
+        parser.error('--onnx needs --engine')
     if not args.onnx and not args.output:
-        parser.error("--output is required for an export")
+        parser.error('--output is required for an export')
     from cliprt_core.inference.backends.errors import BackendError
 
     try:
         result = run(args)
     except (BackendError, RuntimeError, FileNotFoundError, ValueError) as exc:
-        print(f"cliprt-export: error: {exc}", file=sys.stderr)
+        print(f'cliprt-export: error: {exc}', file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
@@ -102,22 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def engine_main(argv: Sequence[str] | None = None) -> int:
     """``build_engine``: TensorRT engine from an existing cliprt ONNX export."""
-    parser = argparse.ArgumentParser(prog="build_engine", description=engine_main.__doc__)
-    parser.add_argument("onnx", help="cliprt ONNX export (from cliprt-export)")
-    parser.add_argument("engine", help="engine file to write (metadata in <engine>.json)")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
-    parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--opt-batch", type=int, default=1)
-    parser.add_argument("--workspace-gb", type=float)
+    parser = argparse.ArgumentParser(prog='build_engine', description=engine_main.__doc__)
+    parser.add_argument('onnx', help='cliprt ONNX export (from cliprt-export)')
+    parser.add_argument('engine', help='engine file to write (metadata in <engine>.json)')
+    parser.add_argument('--precision', choices=['fp32', 'fp16', 'bf16'])
+    parser.add_argument('--max-batch', type=int, default=32)
+    parser.add_argument('--opt-batch', type=int, default=1)
+    parser.add_argument('--workspace-gb', type=float)
     args = parser.parse_args(argv)
-    forwarded = ["--onnx", args.onnx, "--engine", args.engine, "--max-batch",
-                 str(args.max_batch), "--opt-batch", str(args.opt_batch)]
+    forwarded = ['--onnx', args.onnx, '--engine', args.engine, '--max-batch',
+                 str(args.max_batch), '--opt-batch', str(args.opt_batch)]
     if args.precision:
-        forwarded += ["--precision", args.precision]
+        forwarded += ['--precision', args.precision]
     if args.workspace_gb:
-        forwarded += ["--workspace-gb", str(args.workspace_gb)]
+        forwarded += ['--workspace-gb', str(args.workspace_gb)]
     return main(forwarded)
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -1,4 +1,5 @@
-"""Command-line flags derived from config classes: each setting's flag comes from its definition.
+"""
+Command-line flags derived from config classes: each setting's flag comes from its definition.
 
 ``add_config_flags(parser, EvalConfig)`` adds ``--suite``, ``--max-steps``, ``--checkpoint``, ...
 (flat names of :func:`cliprt_core.config.leaves`, help text and choices from the field), all
@@ -16,7 +17,7 @@ from cliprt_core.config import Leaf, leaves
 def add_config_flags(parser: argparse.ArgumentParser, cls: type,
                      exclude: Sequence[str] = ()) -> None:
     """One flag per scalar setting of ``cls`` (``--name-with-dashes``)."""
-    group = parser.add_argument_group(f"{cls.__name__} settings")
+    group = parser.add_argument_group(f'{cls.__name__} settings')
     for leaf in leaves(cls, exclude).values():
         group.add_argument(f"--{leaf.name.replace('_', '-')}", dest=leaf.name, default=None,
                            help=_help(leaf), **_kind(leaf))
@@ -32,17 +33,17 @@ def given_flags(args: argparse.Namespace, cls: type, exclude: Sequence[str] = ()
 def _kind(leaf: Leaf) -> dict[str, Any]:
     base = leaf.base_type
     if base is bool:
-        return {"action": argparse.BooleanOptionalAction}
+        return {'action': argparse.BooleanOptionalAction}
     if base in (int, float):
-        return {"type": base, "metavar": base.__name__.upper()}
+        return {'type': base, 'metavar': base.__name__.upper()}
     if leaf.choices:
-        return {"choices": leaf.choices}
+        return {'choices': leaf.choices}
     return {}
 
 
 def _help(leaf: Leaf) -> str:
-    text = leaf.help.replace("%", "%%")  # argparse formats help strings with %
+    text = leaf.help.replace('%', '%%')  # argparse formats help strings with %
     default = leaf.default
-    if default in (None, "") or isinstance(default, bool):
+    if default in (None, '') or isinstance(default, bool):
         return text
-    return f"{text} (default: {default})"
+    return f'{text} (default: {default})'

@@ -4,7 +4,7 @@ from __future__ import annotations
 from cliprt_core.actions import LabelingConfig, Vocabulary
 from cliprt_core.data.config import DataConfig
 from cliprt_core.data.dataset import DemoDataset
-from cliprt_core.data.libero_hdf5 import DataError, LiberoFile, find_hdf5_files, read_file_info
+from cliprt_core.data.libero_hdf5 import DataError, find_hdf5_files, LiberoFile, read_file_info
 from cliprt_core.data.loader import split_demos
 
 
@@ -23,8 +23,8 @@ def build_datasets(config: DataConfig, *, image_size: int, head: str, chunk_size
     train_demos, val_demos = split_demos(files, config.val_fraction, config.split_seed,
                                          config.max_demos_per_file)
     if not train_demos:
-        raise DataError("no training demos after the split")
-    labeling = LabelingConfig.libero() if config.action_units == "libero" else LabelingConfig()
+        raise DataError('no training demos after the split')
+    labeling = LabelingConfig.libero() if config.action_units == 'libero' else LabelingConfig()
     common = dict(image_size=config.image_size or image_size, head=head, chunk_size=chunk_size,
                   camera=config.camera, wrist=config.wrist, crop_scale=config.crop_scale,
                   seed=seed, skip_noops=config.skip_noops, vocabulary=vocabulary,

@@ -7,7 +7,8 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the demonstrations are and how samples are made and loaded.
+    """
+    Where the demonstrations are and how samples are made and loaded.
 
     ``paths``: HDF5 files, folders (searched recursively) or glob patterns, e.g.
     ``data/libero_spatial_no_noops/*.hdf5``; several suites at once are fine.
@@ -22,7 +23,7 @@ class DataConfig:
     """
 
     paths: list[str] = field(default_factory=list)
-    camera: str = "agentview"
+    camera: str = 'agentview'
     wrist: bool = False
     skip_noops: bool = False
     image_size: int | None = None
@@ -35,4 +36,4 @@ class DataConfig:
     prefetch_factor: int = 4
     pin_memory: bool = True
     cache_mb: float = 0.0
-    action_units: Literal["libero", "metric"] = "libero"
+    action_units: Literal['libero', 'metric'] = 'libero'

@@ -1,4 +1,5 @@
-"""A torch Dataset over LIBERO demonstration HDF5 files, with the targets of a model's head.
+"""
+A torch Dataset over LIBERO demonstration HDF5 files, with the targets of a model's head.
 
 A sample is one step ``t`` of one demo. Sample keys are ``(index, epoch)`` pairs (from
 :class:`cliprt_core.data.loader.EpochBatchSampler`) or plain ints; the random crop of a sample is
@@ -22,24 +23,23 @@ and never pickled; nothing here touches CUDA.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+import os
 from typing import Sequence
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
-
 from cliprt_core.actions import LabelingConfig, Vocabulary
-from cliprt_core.data.libero_hdf5 import (CAMERA_KEYS, DataError, LiberoFile, camera_key,
+from cliprt_core.data.libero_hdf5 import (camera_key, CAMERA_KEYS, DataError, LiberoFile,
                                           noop_mask, open_hdf5, read_actions)
 from cliprt_core.heads import CHUNK_PAD_VALUE, head_class
 from cliprt_core.lru import LRUCache
 from cliprt_core.model.preprocessing import center_crop, preprocess_train, resize_shortest_side
 from cliprt_core.orientation import libero_to_upright
+import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 # CHUNK_PAD_VALUE belongs to the chunk head; cliprt_core.data exports it from here.
-__all__ = ["CHUNK_PAD_VALUE", "DemoDataset", "DemoSteps", "demo_cache"]
+__all__ = ['CHUNK_PAD_VALUE', 'DemoDataset', 'DemoSteps', 'demo_cache']
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,16 @@ def demo_cache(max_bytes: int) -> LRUCache[tuple, np.ndarray]:
 
 
 class DemoDataset(Dataset):
-    """Training samples from validated LIBERO files (see module docstring).
+    """
+    Training samples from validated LIBERO files (see module docstring).
 
     ``head`` names the model's head (``cliprt_core.heads.HEADS``); ``chunk_size`` (chunk heads),
     ``vocabulary`` and ``labeling`` (discrete head; LIBERO units by default) parametrise its
     targets.
     """
 
-    def __init__(self, files: Sequence[LiberoFile], *, image_size: int, head: str = "chunk",
-                 chunk_size: int = 8, camera: str = "agentview", wrist: bool = False,
+    def __init__(self, files: Sequence[LiberoFile], *, image_size: int, head: str = 'chunk',
+                 chunk_size: int = 8, camera: str = 'agentview', wrist: bool = False,
                  augment: bool = True, crop_scale: tuple[float, float] = (0.9, 1.0),
                  seed: int = 0, skip_noops: bool = False, vocabulary: Vocabulary | None = None,
                  labeling: LabelingConfig | None = None, cache_mb: float = 0,
@@ -115,7 +116,7 @@ class DemoDataset(Dataset):
                 index_rows.append(np.stack([np.full_like(positions, ep_id), positions], axis=1))
                 offset += len(kept)
         if not index_rows or sum(len(r) for r in index_rows) == 0:
-            raise DataError(f"no training {self.targets.description} in {len(self.files)} file(s) "
+            raise DataError(f'no training {self.targets.description} in {len(self.files)} file(s) '
                             f"({', '.join(str(f.path) for f in self.files[:3])}...)")
         self.episodes = episodes
         self.actions = np.concatenate(action_rows).astype(np.float32)
@@ -129,7 +130,7 @@ class DemoDataset(Dataset):
     # --- pickling: handles and caches never travel to workers --------------------------------
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"], state["_datasets"], state["_pid"], state["_cache"] = {}, {}, None, None
+        state['_handles'], state['_datasets'], state['_pid'], state['_cache'] = {}, {}, None, None
         return state
 
     def __len__(self) -> int:
@@ -151,8 +152,10 @@ class DemoDataset(Dataset):
 
     # --- reading -----------------------------------------------------------------------------
     def _dataset(self, episode: DemoSteps, key: str):
-        """The h5py dataset of a demo's camera, looked up once per process (a lookup by name
-        costs ~0.1 ms, more than reading one frame)."""
+        """
+        The h5py dataset of a demo's camera, looked up once per process (a lookup by name
+        costs ~0.1 ms, more than reading one frame).
+        """
         pid = os.getpid()
         if self._pid != pid:  # first access in this process (or a fork inherited stale handles)
             self._handles, self._datasets, self._pid = {}, {}, pid
@@ -164,7 +167,7 @@ class DemoDataset(Dataset):
             if handle is None:
                 path = self.files[episode.file_index].path
                 handle = self._handles[episode.file_index] = open_hdf5(path)
-            dataset = self._datasets[dataset_key] = handle["data"][episode.demo]["obs"][key]
+            dataset = self._datasets[dataset_key] = handle['data'][episode.demo]['obs'][key]
         return dataset
 
     def _frame(self, episode: DemoSteps, key: str, raw_step: int) -> np.ndarray:
@@ -182,7 +185,7 @@ class DemoDataset(Dataset):
                 frame = dataset[raw_step]
         except (OSError, RuntimeError, KeyError) as exc:
             raise DataError(f"{info.path}: cannot read 'data/{episode.demo}/obs/{key}'"
-                            f"[{raw_step}] (corrupted file?): {exc}") from exc
+                            f'[{raw_step}] (corrupted file?): {exc}') from exc
         return libero_to_upright(frame) if info.upside_down else np.ascontiguousarray(frame)
 
     def _pixels(self, frame: np.ndarray, generator: torch.Generator | None) -> torch.Tensor:
@@ -204,7 +207,7 @@ class DemoDataset(Dataset):
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
         if not 0 <= index < len(self.index):
-            raise IndexError(f"sample {index} out of range ({len(self.index)})")
+            raise IndexError(f'sample {index} out of range ({len(self.index)})')
         ep_id, position = self.index[index]
         episode = self.episodes[ep_id]
         raw_step = int(episode.steps[position])
@@ -212,13 +215,13 @@ class DemoDataset(Dataset):
         if self.augment:
             generator = torch.Generator().manual_seed(self.sample_seed(index, epoch))
         sample = {
-            "pixels": self._pixels(self._frame(episode, self.camera_key, raw_step), generator),
-            "instruction_id": torch.tensor(self._file_instruction[episode.file_index]),
-            "index": torch.tensor(index),
+            'pixels': self._pixels(self._frame(episode, self.camera_key, raw_step), generator),
+            'instruction_id': torch.tensor(self._file_instruction[episode.file_index]),
+            'index': torch.tensor(index),
         }
         if self.wrist:
-            wrist = self._frame(episode, CAMERA_KEYS["wrist"], raw_step)
-            sample["wrist_pixels"] = self._pixels(wrist, generator)
+            wrist = self._frame(episode, CAMERA_KEYS['wrist'], raw_step)
+            sample['wrist_pixels'] = self._pixels(wrist, generator)
         label = int(self.labels[index]) if self.labels is not None else -1
         sample.update(self.targets(self.episode_actions(episode), int(position), label))
         return sample

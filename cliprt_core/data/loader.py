@@ -1,4 +1,5 @@
-"""Samplers, the train/val split by demo, and DataLoader construction.
+"""
+Samplers, the train/val split by demo, and DataLoader construction.
 
 Data order is a pure function of ``(seed, epoch)``: epoch ``e`` is the permutation
 ``numpy.random.default_rng([seed, e]).permutation(N)``, cut into global batches (the incomplete
@@ -11,18 +12,17 @@ sees the same samples as ``W`` processes.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import os
 import random
 import signal
 import threading
-from contextlib import contextmanager
 from typing import Iterator, Sequence
 
+from cliprt_core.data.libero_hdf5 import LiberoFile
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
-
-from cliprt_core.data.libero_hdf5 import LiberoFile
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -31,11 +31,11 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     def __init__(self, num_samples: int, global_batch_size: int, micro_batch_size: int,
                  world_size: int = 1, rank: int = 0, seed: int = 0) -> None:
         if global_batch_size % (micro_batch_size * world_size):
-            raise ValueError(f"global batch {global_batch_size} is not a multiple of "
-                             f"micro batch {micro_batch_size} x {world_size} ranks")
+            raise ValueError(f'global batch {global_batch_size} is not a multiple of '
+                             f'micro batch {micro_batch_size} x {world_size} ranks')
         if num_samples < global_batch_size:
-            raise ValueError(f"the training set has {num_samples} samples, fewer than one global "
-                             f"batch ({global_batch_size}); lower train.global_batch_size")
+            raise ValueError(f'the training set has {num_samples} samples, fewer than one global '
+                             f'batch ({global_batch_size}); lower train.global_batch_size')
         self.num_samples = num_samples
         self.global_batch_size = global_batch_size
         self.micro_batch_size = micro_batch_size
@@ -50,8 +50,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     def set_position(self, epoch: int, step_in_epoch: int = 0) -> None:
         """Start the next iteration at optimizer step ``step_in_epoch`` of ``epoch``."""
         if not 0 <= step_in_epoch < self.steps_per_epoch:
-            raise ValueError(f"step {step_in_epoch} outside the epoch "
-                             f"({self.steps_per_epoch} steps)")
+            raise ValueError(f'step {step_in_epoch} outside the epoch '
+                             f'({self.steps_per_epoch} steps)')
         self.epoch, self.start_step = int(epoch), int(step_in_epoch)
 
     def permutation(self, epoch: int) -> np.ndarray:
@@ -92,13 +92,14 @@ class ShardedEvalSampler(Sampler[list[int]]):
 def split_demos(files: Sequence[LiberoFile], val_fraction: float, seed: int = 0,
                 max_demos_per_file: int | None = None
                 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """A train / validation split by demo, per file (every task keeps training demos).
+    """
+    A train / validation split by demo, per file (every task keeps training demos).
 
     Each file contributes ``round(val_fraction * n)`` validation demos (at least one when
     ``val_fraction > 0`` and the file has two or more), drawn with ``seed``.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction}')
     train, val = [], []
     for file_index, info in enumerate(files):
         names = [d.name for d in info.demos][: max_demos_per_file or None]
@@ -116,17 +117,19 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def ignore_stop_signals() -> None:
-    """In a worker: ignore SIGTERM / SIGINT sent to the process group (systemd, SLURM,
+    """
+    In a worker: ignore SIGTERM / SIGINT sent to the process group (systemd, SLURM,
     ``kill -- -PGID``, Ctrl-C). They are the main process's to handle: it stops at a step
     boundary and shuts the workers down; a worker killed by them would make it fail instead.
 
     SIGINT is ignored. SIGTERM stays blocked and one thread takes it: from the parent process
     (multiprocessing's ``terminate()`` of daemonic workers at exit) it ends the worker, as
-    torch's own worker handler does; from anyone else it is dropped."""
+    torch's own worker handler does; from anyone else it is dropped.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    threading.Thread(target=_end_on_parent_sigterm, name="cliprt-sigterm", daemon=True).start()
+    threading.Thread(target=_end_on_parent_sigterm, name='cliprt-sigterm', daemon=True).start()
 
 
 def _end_on_parent_sigterm() -> None:
@@ -138,9 +141,11 @@ def _end_on_parent_sigterm() -> None:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Block SIGTERM / SIGINT in this thread meanwhile. Workers forked here inherit the block,
+    """
+    Block SIGTERM / SIGINT in this thread meanwhile. Workers forked here inherit the block,
     so none can die of a signal before :func:`ignore_stop_signals` runs in it; a signal for this
-    process is delivered when the block is lifted (or at once to another thread)."""
+    process is delivered when the block is lifted (or at once to another thread).
+    """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
@@ -150,8 +155,10 @@ def signals_deferred() -> Iterator[None]:
 
 @contextmanager
 def worker_deaths_ignored() -> Iterator[None]:
-    """Suspend torch's SIGCHLD check (it raises in the main process when a worker died), e.g.
-    while saving progress; the next fetch from the loader still reports a dead worker."""
+    """
+    Suspend torch's SIGCHLD check (it raises in the main process when a worker died), e.g.
+    while saving progress; the next fetch from the loader still reports a dead worker.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -171,8 +178,10 @@ class _Loader(DataLoader):
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader worker setup: stop signals ignored, one intra-op thread, numpy/python RNGs
-    seeded per worker."""
+    """
+    DataLoader worker setup: stop signals ignored, one intra-op thread, numpy/python RNGs
+    seeded per worker.
+    """
     ignore_stop_signals()
     torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
@@ -185,7 +194,7 @@ def make_loader(dataset, batch_sampler: Sampler, num_workers: int = 0, pin_memor
     """A DataLoader that decodes and crops in ``num_workers`` processes (0: in this process)."""
     kwargs = {}
     if num_workers > 0:
-        kwargs = {"prefetch_factor": prefetch_factor, "persistent_workers": persistent,
-                  "worker_init_fn": worker_init}
+        kwargs = {'prefetch_factor': prefetch_factor, 'persistent_workers': persistent,
+                  'worker_init_fn': worker_init}
     return _Loader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
                    pin_memory=pin_memory, **kwargs)

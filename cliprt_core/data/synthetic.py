@@ -1,4 +1,5 @@
-"""Synthetic LIBERO demonstration HDF5 files in the exact on-disk layouts (LIBERO's, OpenVLA's).
+"""
+Synthetic LIBERO demonstration HDF5 files in the exact on-disk layouts (LIBERO's, OpenVLA's).
 
 For tests, benchmarks and trying the training pipeline without LIBERO's datasets: writes small
 files (a few demos of smooth actions and clearly changing frames) that real LIBERO readers accept.
@@ -30,15 +31,15 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
 from typing import Sequence
 
 import h5py
 import numpy as np
 
-DEFAULT_INSTRUCTION = "put the black bowl on the plate"
+DEFAULT_INSTRUCTION = 'put the black bowl on the plate'
 
 
 @dataclass
@@ -56,10 +57,10 @@ class WrittenFile:
 
 def libero_file_name(instruction: str = DEFAULT_INSTRUCTION, scene: str | None = None) -> str:
     """LIBERO's file name for a task: ``KITCHEN_SCENE3_turn_on_the_stove_demo.hdf5`` style."""
-    stem = instruction.strip().replace(" ", "_")
+    stem = instruction.strip().replace(' ', '_')
     if scene:
-        stem = f"{scene}_{stem}"
-    return f"{stem}_demo.hdf5"
+        stem = f'{scene}_{stem}'
+    return f'{stem}_demo.hdf5'
 
 
 def demo_actions(length: int, rng: np.random.Generator, noop_steps: int = 0) -> np.ndarray:
@@ -78,7 +79,8 @@ def demo_actions(length: int, rng: np.random.Generator, noop_steps: int = 0) -> 
 
 
 def demo_frames(length: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Upright frames that change clearly over time (so a policy can tell the steps apart):
+    """
+    Upright frames that change clearly over time (so a policy can tell the steps apart):
     a colour gradient (channel order drawn per demo) whose tint follows the step, a large
     square that moves with the step, and a marker at the top-left corner.
 
@@ -104,71 +106,71 @@ def demo_frames(length: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_libero_hdf5(path: str | Path, num_demos: int = 2, length: int | Sequence[int] = 20,
-                      image_size: int = 64, layout: str = "original",
+                      image_size: int = 64, layout: str = 'original',
                       instruction: str = DEFAULT_INSTRUCTION, seed: int = 0, wrist: bool = True,
                       drop_demos: Sequence[int] = (), noop_steps: int = 3,
                       compression: str | None = None) -> WrittenFile:
     """Write one LIBERO task file with ``num_demos`` demos (``length`` steps each, or a list)."""
-    if layout not in ("original", "no_noops"):
+    if layout not in ('original', 'no_noops'):
         raise ValueError(f"layout must be 'original' or 'no_noops', got {layout!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lengths = [length] * num_demos if isinstance(length, int) else list(length)
     if len(lengths) != num_demos:
-        raise ValueError("need one length per demo")
-    noops = noop_steps if layout == "original" else 0
+        raise ValueError('need one length per demo')
+    noops = noop_steps if layout == 'original' else 0
     result = WrittenFile(path=path, instruction=instruction, layout=layout, demos=[])
-    with h5py.File(path, "w") as f:
-        data = f.create_group("data")
+    with h5py.File(path, 'w') as f:
+        data = f.create_group('data')
         total = 0
         for i in range(num_demos):
             demo_rng = np.random.default_rng([seed, i])
             if i in drop_demos:
                 continue  # a failed replay: its number is skipped (no_noops files have gaps)
             steps = lengths[i]
-            name = f"demo_{i}"
+            name = f'demo_{i}'
             actions = demo_actions(steps, demo_rng, noops)
             frames = demo_frames(steps, image_size, demo_rng)
             wrist_frames = 255 - frames
             demo = data.create_group(name)
-            obs = demo.create_group("obs")
-            kw = {"compression": compression} if compression else {}
+            obs = demo.create_group('obs')
+            kw = {'compression': compression} if compression else {}
             # stored the way LIBERO renders: rotated by 180 degrees
-            obs.create_dataset("agentview_rgb", data=frames[:, ::-1, ::-1], **kw)
+            obs.create_dataset('agentview_rgb', data=frames[:, ::-1, ::-1], **kw)
             if wrist:
-                obs.create_dataset("eye_in_hand_rgb", data=wrist_frames[:, ::-1, ::-1], **kw)
+                obs.create_dataset('eye_in_hand_rgb', data=wrist_frames[:, ::-1, ::-1], **kw)
             ee = demo_rng.normal(size=(steps, 6))
-            obs.create_dataset("gripper_states", data=demo_rng.normal(size=(steps, 2)))
-            obs.create_dataset("joint_states", data=demo_rng.normal(size=(steps, 7)))
-            obs.create_dataset("ee_states", data=ee)
-            obs.create_dataset("ee_pos", data=ee[:, :3])
-            obs.create_dataset("ee_ori", data=ee[:, 3:])
-            demo.create_dataset("actions", data=actions)
-            demo.create_dataset("states", data=demo_rng.normal(size=(steps, 47)))
-            demo.create_dataset("robot_states", data=demo_rng.normal(size=(steps, 9)))
+            obs.create_dataset('gripper_states', data=demo_rng.normal(size=(steps, 2)))
+            obs.create_dataset('joint_states', data=demo_rng.normal(size=(steps, 7)))
+            obs.create_dataset('ee_states', data=ee)
+            obs.create_dataset('ee_pos', data=ee[:, :3])
+            obs.create_dataset('ee_ori', data=ee[:, 3:])
+            demo.create_dataset('actions', data=actions)
+            demo.create_dataset('states', data=demo_rng.normal(size=(steps, 47)))
+            demo.create_dataset('robot_states', data=demo_rng.normal(size=(steps, 9)))
             rewards = np.zeros(steps, dtype=np.uint8)
             rewards[-1] = 1
-            demo.create_dataset("rewards", data=rewards)
-            demo.create_dataset("dones", data=rewards.copy())
-            if layout == "original":
-                demo.attrs["num_samples"] = steps
-                demo.attrs["init_state"] = demo_rng.normal(size=47)
-                demo.attrs["model_file"] = "<mujoco model xml>"
+            demo.create_dataset('rewards', data=rewards)
+            demo.create_dataset('dones', data=rewards.copy())
+            if layout == 'original':
+                demo.attrs['num_samples'] = steps
+                demo.attrs['init_state'] = demo_rng.normal(size=47)
+                demo.attrs['model_file'] = '<mujoco model xml>'
             total += steps
             result.demos.append(name)
             result.upright[name] = frames
             if wrist:
                 result.wrist_upright[name] = wrist_frames
             result.actions[name] = actions
-        if layout == "original":
-            data.attrs["problem_info"] = json.dumps({
-                "problem_name": "libero_tabletop_manipulation", "domain_name": "robosuite",
-                "language_instruction": instruction})
-            data.attrs["env_args"] = json.dumps({
-                "type": 1, "env_name": "Libero_Tabletop_Manipulation",
-                "env_kwargs": {"camera_heights": image_size, "camera_widths": image_size}})
-            data.attrs["bddl_file_name"] = f"libero/bddl_files/{path.stem}.bddl"
-            data.attrs["macros_image_convention"] = "opengl"
-            data.attrs["num_demos"] = len(result.demos)
-            data.attrs["total"] = total
+        if layout == 'original':
+            data.attrs['problem_info'] = json.dumps({
+                'problem_name': 'libero_tabletop_manipulation', 'domain_name': 'robosuite',
+                'language_instruction': instruction})
+            data.attrs['env_args'] = json.dumps({
+                'type': 1, 'env_name': 'Libero_Tabletop_Manipulation',
+                'env_kwargs': {'camera_heights': image_size, 'camera_widths': image_size}})
+            data.attrs['bddl_file_name'] = f'libero/bddl_files/{path.stem}.bddl'
+            data.attrs['macros_image_convention'] = 'opengl'
+            data.attrs['num_demos'] = len(result.demos)
+            data.attrs['total'] = total
     return result

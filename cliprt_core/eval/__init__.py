@@ -1,4 +1,5 @@
-"""LIBERO evaluation: the episode state machine, the parallel resumable runner, results files.
+"""
+LIBERO evaluation: the episode state machine, the parallel resumable runner, results files.
 
 API used by ``cliprt-eval`` and by the ROS LIBERO bridge (which must produce identical results):
 ``Episode`` / ``run_episode`` (episode.py), ``ResultsDir`` (results.py), ``run_evaluation``
@@ -12,15 +13,15 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "EvalConfig": "config", "load_eval_config": "config", "parse_tasks": "config",
-    "report": "report",
-    "ChunkFn": "episode", "Episode": "episode", "EpisodeResult": "episode",
-    "EpisodeTiming": "episode", "format_error": "episode", "run_episode": "episode",
-    "video_name": "episode",
-    "ResultsDir": "results", "ResultsMismatchError": "results", "record_key": "results",
-    "query_chunks": "runner", "run_evaluation": "runner",
-    "markdown_table": "stats", "summarize": "stats", "wilson_interval": "stats",
-    "EpisodeHost": "worker", "LiberoEnvFactory": "worker", "failure_record": "worker",
+    'EvalConfig': 'config', 'load_eval_config': 'config', 'parse_tasks': 'config',
+    'report': 'report',
+    'ChunkFn': 'episode', 'Episode': 'episode', 'EpisodeResult': 'episode',
+    'EpisodeTiming': 'episode', 'format_error': 'episode', 'run_episode': 'episode',
+    'video_name': 'episode',
+    'ResultsDir': 'results', 'ResultsMismatchError': 'results', 'record_key': 'results',
+    'query_chunks': 'runner', 'run_evaluation': 'runner',
+    'markdown_table': 'stats', 'summarize': 'stats', 'wilson_interval': 'stats',
+    'EpisodeHost': 'worker', 'LiberoEnvFactory': 'worker', 'failure_record': 'worker',
 }
 __all__ = sorted(_EXPORTS)
 
@@ -29,7 +30,7 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cliprt_core.eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cliprt_core.eval.{module}"), name)
+    value = getattr(importlib.import_module(f'cliprt_core.eval.{module}'), name)
     globals()[name] = value
     return value
 

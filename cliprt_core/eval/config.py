@@ -12,60 +12,62 @@ from cliprt_core.sim import protocol
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """A LIBERO evaluation run. Defaults are the standard protocol (OpenVLA / CLIP-RT+):
-    50 fixed initial states per task, 256 px agentview, seed 7, the per-suite horizon."""
+    """
+    A LIBERO evaluation run. Defaults are the standard protocol (OpenVLA / CLIP-RT+):
+    50 fixed initial states per task, 256 px agentview, seed 7, the per-suite horizon.
+    """
 
-    suite: str = setting("libero_spatial", "LIBERO suite: libero_spatial | libero_object | "
-                         "libero_goal | libero_10 | libero_90, a comma list, or all (the 4 "
-                         "standard suites)")
-    tasks: str | list[int] = setting("all", "task ids: 'all', '0-9' or '0,3,5'")
-    episodes: int = setting(protocol.NUM_INIT_STATES, "episodes per task: fixed initial states "
-                            f"0..n-1, at most {protocol.NUM_INIT_STATES}")
-    workers: int = setting(1, "env worker processes (1: the env runs in the main process)")
-    max_steps: int | None = setting(None, "cap on the per-suite horizon (smoke runs; not the "
-                                    "protocol); unset = the protocol horizon")
-    seed: int = setting(protocol.GLOBAL_SEED, "evaluation seed (protocol: 7)")
-    camera_size: int = setting(protocol.CAMERA_SIZE, "camera resolution in pixels (protocol: "
-                               "256)")
-    wrist_camera: bool = setting(False, "also render the wrist camera (CLIP-RT+ does not use "
-                                 "it; rendering it costs ~40% more time)")
-    num_dummy_steps: int = setting(protocol.NUM_DUMMY_STEPS, "settle steps of [0,0,0,0,0,0,-1] "
-                                   "after each reset (protocol: 10)")
-    clip_actions: bool = setting(True, "clip actions to [-1, 1] before the simulator (the OSC "
-                                 "controller does anyway)")
-    binarize_gripper: bool = setting(False, "gripper -> sign(gripper) (+1 close / -1 open), as "
-                                     "OpenVLA-OFT does")
-    video: bool = setting(False, "write an MP4 per episode under <results_dir>/videos")
-    results_dir: str | None = setting(None, "results folder (reused = resumed); empty = "
-                                      "eval_results/<policy>")
-    progress: bool = setting(True, "a progress bar with the running success rate")
+    suite: str = setting('libero_spatial', 'LIBERO suite: libero_spatial | libero_object | '
+                         'libero_goal | libero_10 | libero_90, a comma list, or all (the 4 '
+                         'standard suites)')
+    tasks: str | list[int] = setting('all', "task ids: 'all', '0-9' or '0,3,5'")
+    episodes: int = setting(protocol.NUM_INIT_STATES, 'episodes per task: fixed initial states '
+                            f'0..n-1, at most {protocol.NUM_INIT_STATES}')
+    workers: int = setting(1, 'env worker processes (1: the env runs in the main process)')
+    max_steps: int | None = setting(None, 'cap on the per-suite horizon (smoke runs; not the '
+                                    'protocol); unset = the protocol horizon')
+    seed: int = setting(protocol.GLOBAL_SEED, 'evaluation seed (protocol: 7)')
+    camera_size: int = setting(protocol.CAMERA_SIZE, 'camera resolution in pixels (protocol: '
+                               '256)')
+    wrist_camera: bool = setting(False, 'also render the wrist camera (CLIP-RT+ does not use '
+                                 'it; rendering it costs ~40% more time)')
+    num_dummy_steps: int = setting(protocol.NUM_DUMMY_STEPS, 'settle steps of [0,0,0,0,0,0,-1] '
+                                   'after each reset (protocol: 10)')
+    clip_actions: bool = setting(True, 'clip actions to [-1, 1] before the simulator (the OSC '
+                                 'controller does anyway)')
+    binarize_gripper: bool = setting(False, 'gripper -> sign(gripper) (+1 close / -1 open), as '
+                                     'OpenVLA-OFT does')
+    video: bool = setting(False, 'write an MP4 per episode under <results_dir>/videos')
+    results_dir: str | None = setting(None, 'results folder (reused = resumed); empty = '
+                                      'eval_results/<policy>')
+    progress: bool = setting(True, 'a progress bar with the running success rate')
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def __post_init__(self) -> None:
         for suite in self.suites():
             if suite not in protocol.HORIZONS:
-                raise ConfigError(f"suite: unknown LIBERO suite {suite!r}; expected one of "
+                raise ConfigError(f'suite: unknown LIBERO suite {suite!r}; expected one of '
                                   f"{', '.join(protocol.SUITES)} or 'all'")
             self.task_ids(suite)  # validates the task selection
         if not 1 <= self.episodes <= protocol.NUM_INIT_STATES:
-            raise ConfigError(f"episodes: must be 1..{protocol.NUM_INIT_STATES} (one per fixed "
-                              f"initial state), got {self.episodes}")
+            raise ConfigError(f'episodes: must be 1..{protocol.NUM_INIT_STATES} (one per fixed '
+                              f'initial state), got {self.episodes}')
         if self.workers < 1:
-            raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+            raise ConfigError(f'workers: must be >= 1, got {self.workers}')
         if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps: must be >= 1, got {self.max_steps}")
+            raise ConfigError(f'max_steps: must be >= 1, got {self.max_steps}')
         if self.camera_size < 8:
-            raise ConfigError(f"camera_size: must be >= 8, got {self.camera_size}")
+            raise ConfigError(f'camera_size: must be >= 8, got {self.camera_size}')
         if self.num_dummy_steps < 0:
-            raise ConfigError(f"num_dummy_steps: must be >= 0, got {self.num_dummy_steps}")
+            raise ConfigError(f'num_dummy_steps: must be >= 0, got {self.num_dummy_steps}')
 
     # --- selection -----------------------------------------------------------------------------
     def suites(self) -> list[str]:
-        if self.suite.strip() == "all":
+        if self.suite.strip() == 'all':
             return list(protocol.STANDARD_SUITES)
-        names = [s.strip() for s in self.suite.split(",") if s.strip()]
+        names = [s.strip() for s in self.suite.split(',') if s.strip()]
         if not names:
-            raise ConfigError("suite: empty")
+            raise ConfigError('suite: empty')
         return list(dict.fromkeys(names))
 
     def task_ids(self, suite: str) -> list[int]:
@@ -73,7 +75,7 @@ class EvalConfig:
         ids = parse_tasks(self.tasks, n_tasks)
         bad = [t for t in ids if not 0 <= t < n_tasks]
         if bad:
-            raise ConfigError(f"tasks: {bad} out of range for {suite} (0..{n_tasks - 1})")
+            raise ConfigError(f'tasks: {bad} out of range for {suite} (0..{n_tasks - 1})')
         return ids
 
     def episode_keys(self) -> list[tuple[str, int, int]]:
@@ -88,17 +90,17 @@ class EvalConfig:
     def policy_name(self) -> str:
         checkpoint = self.policy.checkpoint
         if checkpoint:
-            return Path(checkpoint.rstrip("/")).name.replace(".", "_") or "checkpoint"
-        return f"{self.policy.random_model}-random"
+            return Path(checkpoint.rstrip('/')).name.replace('.', '_') or 'checkpoint'
+        return f'{self.policy.random_model}-random'
 
     def default_results_dir(self) -> Path:
-        return Path(self.results_dir) if self.results_dir else Path("eval_results") / \
+        return Path(self.results_dir) if self.results_dir else Path('eval_results') / \
             self.policy_name()
 
     def episode_options(self) -> dict[str, Any]:
         """The per-episode settings of :class:`~cliprt_core.eval.episode.Episode`."""
-        return {"max_steps": self.max_steps, "clip_actions": self.clip_actions,
-                "binarize_gripper": self.binarize_gripper}
+        return {'max_steps': self.max_steps, 'clip_actions': self.clip_actions,
+                'binarize_gripper': self.binarize_gripper}
 
     def env_factory(self):
         """The (picklable) LIBERO env factory of this run's camera, seed and settle steps."""
@@ -110,36 +112,38 @@ class EvalConfig:
 
     def run_settings(self) -> dict[str, Any]:
         """The protocol settings plus the selection: the common part of ``run.json``."""
-        return {**self.protocol_settings(), "suites": self.suites(),
-                "tasks": self.tasks if isinstance(self.tasks, str) else list(self.tasks),
-                "episodes_per_task": self.episodes}
+        return {**self.protocol_settings(), 'suites': self.suites(),
+                'tasks': self.tasks if isinstance(self.tasks, str) else list(self.tasks),
+                'episodes_per_task': self.episodes}
 
     def protocol_settings(self) -> dict[str, Any]:
         """What makes episodes of two runs comparable (stored in run.json, checked on resume)."""
-        return {"policy": self.policy.describe(),
-                "seed": self.seed, "max_steps": self.max_steps, "camera_size": self.camera_size,
-                "num_dummy_steps": self.num_dummy_steps, "clip_actions": self.clip_actions,
-                "binarize_gripper": self.binarize_gripper}
+        return {'policy': self.policy.describe(),
+                'seed': self.seed, 'max_steps': self.max_steps, 'camera_size': self.camera_size,
+                'num_dummy_steps': self.num_dummy_steps, 'clip_actions': self.clip_actions,
+                'binarize_gripper': self.binarize_gripper}
 
 
 def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] | None = None,
                      overrides: Sequence[str] = ()) -> EvalConfig:
-    """The eval config: a file under ``config/eval/`` (or a YAML path), then ``values`` (flat
-    setting names, e.g. from CLI flags; None = unset), then ``key=value`` overrides."""
+    """
+    The eval config: a file under ``config/eval/`` (or a YAML path), then ``values`` (flat
+    setting names, e.g. from CLI flags; None = unset), then ``key=value`` overrides.
+    """
     data: dict[str, Any] = {}
-    source = ""
+    source = ''
     if name_or_path:
         from cliprt_core.paths import resolve_config_file
 
-        path = resolve_config_file("eval", name_or_path)
-        source, data = f"{path}: ", read_yaml(path)
+        path = resolve_config_file('eval', name_or_path)
+        source, data = f'{path}: ', read_yaml(path)
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}top level must be a mapping")
+            raise ConfigError(f'{source}top level must be a mapping')
     given = {name: value for name, value in (values or {}).items() if value is not None}
     try:
         return load_config(EvalConfig, merge(data, nest(given, EvalConfig)), overrides)
     except ConfigError as exc:
-        raise ConfigError(f"{source}{exc}") from None
+        raise ConfigError(f'{source}{exc}') from None
 
 
 def parse_tasks(tasks: str | list[int], n_tasks: int) -> list[int]:
@@ -147,20 +151,20 @@ def parse_tasks(tasks: str | list[int], n_tasks: int) -> list[int]:
     if isinstance(tasks, (list, tuple)):
         return sorted(dict.fromkeys(int(t) for t in tasks))
     text = str(tasks).strip()
-    if text in ("all", "*", ""):
+    if text in ('all', '*', ''):
         return list(range(n_tasks))
     ids: list[int] = []
-    for part in text.split(","):
+    for part in text.split(','):
         part = part.strip()
         try:
-            if "-" in part:
-                first, last = (int(x) for x in part.split("-", 1))
+            if '-' in part:
+                first, last = (int(x) for x in part.split('-', 1))
                 if last < first:
                     raise ValueError
                 ids.extend(range(first, last + 1))
             else:
                 ids.append(int(part))
         except ValueError:
-            raise ConfigError(f"tasks: cannot parse {part!r} in {text!r} "
+            raise ConfigError(f'tasks: cannot parse {part!r} in {text!r} '
                               "(use 'all', '0-9' or '0,3,5')") from None
     return sorted(dict.fromkeys(ids))

@@ -1,4 +1,5 @@
-"""One evaluation episode as a state machine (the single implementation of the protocol loop).
+"""
+One evaluation episode as a state machine (the single implementation of the protocol loop).
 
 Two ways to drive it:
 
@@ -20,18 +21,17 @@ reported by the caller through ``fail()`` ends the episode as a failure with the
 """
 from __future__ import annotations
 
-import os
-import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+import os
 from pathlib import Path
+import time
 from typing import Any, Callable, Protocol
-
-import numpy as np
+import warnings
 
 from cliprt_core.eval.video import VideoWriter
 from cliprt_core.sim.protocol import ACTION_DIM
+import numpy as np
 
 ChunkFn = Callable[[np.ndarray, str], np.ndarray]
 
@@ -83,31 +83,31 @@ class EpisodeResult:
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
-        record["time"] = {k: round(v, 4) for k, v in record["time"].items()}
-        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record['time'] = {k: round(v, 4) for k, v in record['time'].items()}
+        record['finished_at'] = datetime.now(timezone.utc).isoformat(timespec='seconds')
         return record
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "EpisodeResult":
+    def from_record(cls, record: dict[str, Any]) -> 'EpisodeResult':
         data = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
-        data["time"] = EpisodeTiming(**record.get("time", {}))
+        data['time'] = EpisodeTiming(**record.get('time', {}))
         return cls(**data)
 
 
 def format_error(error: BaseException | str) -> str:
     """``ExceptionType: message`` (one line, bounded) for the results file."""
     if isinstance(error, BaseException):
-        text = f"{type(error).__name__}: {error}"
+        text = f'{type(error).__name__}: {error}'
     else:
         text = str(error)
-    text = " ".join(text.split())
-    return text if len(text) <= 500 else text[:497] + "..."
+    text = ' '.join(text.split())
+    return text if len(text) <= 500 else text[:497] + '...'
 
 
 def video_name(suite: str, task_id: int, episode: int, success: bool | None = None) -> str:
     """``libero_spatial/task00_ep007_success.mp4`` (no outcome suffix: the base name)."""
-    outcome = "" if success is None else ("_success" if success else "_failure")
-    return f"{suite}/task{task_id:02d}_ep{episode:03d}{outcome}.mp4"
+    outcome = '' if success is None else ('_success' if success else '_failure')
+    return f'{suite}/task{task_id:02d}_ep{episode:03d}{outcome}.mp4'
 
 
 class Episode:
@@ -117,14 +117,14 @@ class Episode:
                  video: str | os.PathLike | None = None, clip_actions: bool = True,
                  binarize_gripper: bool = False) -> None:
         if max_steps is not None and max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+            raise ValueError(f'max_steps must be >= 1, got {max_steps}')
         self.env = env
         self.init_index = int(init_index)
         self.limit = env.horizon if max_steps is None else min(env.horizon, int(max_steps))
         self.clip_actions = clip_actions
         self.binarize_gripper = binarize_gripper
         self._video = VideoWriter(video) if video is not None else None
-        self._state = "new"
+        self._state = 'new'
         self._observation = None
         self._result: EpisodeResult | None = None
         self._queries = 0
@@ -140,7 +140,7 @@ class Episode:
 
     @property
     def done(self) -> bool:
-        return self._state == "done"
+        return self._state == 'done'
 
     @property
     def observation(self):
@@ -150,9 +150,9 @@ class Episode:
     # --- driving -------------------------------------------------------------------------------
     def start(self):
         """Reset to the init state and settle; the first observation, or None if reset failed."""
-        if self._state != "new":
-            raise RuntimeError("Episode.start() called twice")
-        self._state = "running"
+        if self._state != 'new':
+            raise RuntimeError('Episode.start() called twice')
+        self._state = 'running'
         self._t0 = time.perf_counter()
         try:
             observation = self.env.reset(self.init_index)
@@ -167,13 +167,14 @@ class Episode:
         return observation
 
     def apply_chunk(self, chunk: np.ndarray, policy_s: float = 0.0):
-        """Execute every action of ``chunk`` (``(k, 7)`` or ``(7,)``) unless the episode ends.
+        """
+        Execute every action of ``chunk`` (``(k, 7)`` or ``(7,)``) unless the episode ends.
 
         ``policy_s``: time the caller spent producing this chunk (for the timing breakdown).
         Returns the next observation needing a chunk, or None when the episode is over.
         """
-        if self._state != "running" or self._observation is None:
-            raise RuntimeError("apply_chunk() needs a started, unfinished episode")
+        if self._state != 'running' or self._observation is None:
+            raise RuntimeError('apply_chunk() needs a started, unfinished episode')
         self._timing.policy_s += float(policy_s)
         self._queries += 1
         self._observation = None
@@ -205,9 +206,9 @@ class Episode:
 
     def fail(self, error: BaseException | str, policy_s: float = 0.0) -> None:
         """End the episode as a failure because of an external error (e.g. the policy's)."""
-        if self._state == "done":
+        if self._state == 'done':
             return
-        if self._state == "new":
+        if self._state == 'new':
             self._t0 = time.perf_counter()
         self._timing.policy_s += float(policy_s)
         self._observation = None
@@ -215,7 +216,7 @@ class Episode:
 
     def result(self) -> EpisodeResult:
         if self._result is None:
-            raise RuntimeError("the episode has not finished")
+            raise RuntimeError('the episode has not finished')
         return self._result
 
     # --- internals -----------------------------------------------------------------------------
@@ -224,10 +225,10 @@ class Episode:
         if actions.ndim == 1:
             actions = actions[None]
         if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] != ACTION_DIM:
-            raise ValueError(f"action chunk must have shape (k, {ACTION_DIM}), "
-                             f"got {np.shape(chunk)}")
+            raise ValueError(f'action chunk must have shape (k, {ACTION_DIM}), '
+                             f'got {np.shape(chunk)}')
         if not np.isfinite(actions).all():
-            raise ValueError("action chunk contains NaN/inf values; nothing was executed")
+            raise ValueError('action chunk contains NaN/inf values; nothing was executed')
         if self.clip_actions:
             actions = np.clip(actions, -1.0, 1.0)
         if self.binarize_gripper:
@@ -241,12 +242,12 @@ class Episode:
         try:
             self._video.append(observation.agentview)
         except Exception as exc:  # a video problem never costs the episode
-            warnings.warn(f"video disabled for this episode: {format_error(exc)}")
+            warnings.warn(f'video disabled for this episode: {format_error(exc)}')
             self._video.discard()
             self._video = None
 
     def _finish(self, success: bool, error: BaseException | str | None = None) -> None:
-        self._state = "done"
+        self._state = 'done'
         self._timing.total_s = time.perf_counter() - self._t0
         state_hash = None
         if self._reset_done:  # otherwise the simulator holds another episode's state
@@ -258,13 +259,13 @@ class Episode:
         if self._video is not None:
             try:
                 final = self._video.path.with_name(
-                    self._video.path.stem + ("_success.mp4" if success else "_failure.mp4"))
+                    self._video.path.stem + ('_success.mp4' if success else '_failure.mp4'))
                 written = self._video.finish(final)
                 video = str(written) if written is not None else None
             except Exception as exc:  # a video problem never costs the episode
                 self._video.discard()
-                warnings.warn(f"video of {self.env.suite} task {self.env.task_id} episode "
-                              f"{self.init_index} not written: {format_error(exc)}")
+                warnings.warn(f'video of {self.env.suite} task {self.env.task_id} episode '
+                              f'{self.init_index} not written: {format_error(exc)}')
         self._result = EpisodeResult(
             suite=self.env.suite, task_id=self.env.task_id, task=self.env.language,
             episode=self.init_index, success=bool(success), steps=self._steps,
@@ -275,7 +276,8 @@ class Episode:
 
 def run_episode(env: TaskEnv, init_index: int, chunk_fn: ChunkFn, max_steps: int | None = None,
                 video: str | os.PathLike | Path | None = None, **options) -> EpisodeResult:
-    """Run one episode in-process: ``chunk_fn(image_upright, instruction) -> (k, 7)``.
+    """
+    Run one episode in-process: ``chunk_fn(image_upright, instruction) -> (k, 7)``.
 
     A ``chunk_fn`` exception (e.g. ``NonFiniteActionError``) ends the episode as a failure with
     the error recorded. ``options``: ``clip_actions``, ``binarize_gripper`` (see :class:`Episode`).

@@ -1,4 +1,5 @@
-"""Lockstep between a simulator and a remote policy: one observation out, only its answer in.
+"""
+Lockstep between a simulator and a remote policy: one observation out, only its answer in.
 
 Used by the ROS LIBERO bridge (the answer is an action chunk whose header stamp echoes the
 observation's); ROS-free so it is tested on its own. Times are plain floats in seconds.
@@ -12,7 +13,8 @@ from typing import Hashable
 
 @dataclass
 class Lockstep:
-    """Pairs each observation with the one answer that may advance the simulator.
+    """
+    Pairs each observation with the one answer that may advance the simulator.
 
     ``expect(key, now)`` registers the latest observation (its key is what the answer must
     echo, e.g. the image stamp); ``offer(key)`` says whether an answer is *the* answer to the
@@ -32,7 +34,7 @@ class Lockstep:
 
     def expect(self, key: Hashable, now: float) -> None:
         if key in self._issued:
-            raise ValueError(f"observation key {key!r} was already used; keys must be unique")
+            raise ValueError(f'observation key {key!r} was already used; keys must be unique')
         self.pending = key
         self.sent_at = now
         self._issued.append(key)

@@ -1,4 +1,5 @@
-"""The results directory of an evaluation (shared by ``cliprt-eval`` and the ROS LIBERO bridge).
+"""
+The results directory of an evaluation (shared by ``cliprt-eval`` and the ROS LIBERO bridge).
 
 ::
 
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Iterable
+import warnings
 
 from cliprt_core.atomic import (append_jsonl, atomic_write_json, atomic_write_text,
                                 clean_stale_temp_files, repair_jsonl, scan_jsonl)
@@ -37,7 +38,7 @@ class ResultsMismatchError(ValueError):
 
 
 def record_key(record: dict[str, Any]) -> EpisodeKey:
-    return (str(record["suite"]), int(record["task_id"]), int(record["episode"]))
+    return (str(record['suite']), int(record['task_id']), int(record['episode']))
 
 
 def is_episode_record(record: Any) -> bool:
@@ -46,7 +47,7 @@ def is_episode_record(record: Any) -> bool:
         record_key(record)
     except (KeyError, TypeError, ValueError):
         return False
-    return isinstance(record.get("success"), bool)
+    return isinstance(record.get('success'), bool)
 
 
 class ResultsDir:
@@ -54,17 +55,18 @@ class ResultsDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.episodes_path = self.path / "episodes.jsonl"
-        self.corrupt_path = self.path / "episodes.corrupt.jsonl"
-        self.run_path = self.path / "run.json"
-        self.summary_path = self.path / "summary.json"
-        self.table_path = self.path / "results.md"
-        self.plot_path = self.path / "success.png"
-        self.videos_dir = self.path / "videos"
+        self.episodes_path = self.path / 'episodes.jsonl'
+        self.corrupt_path = self.path / 'episodes.corrupt.jsonl'
+        self.run_path = self.path / 'run.json'
+        self.summary_path = self.path / 'summary.json'
+        self.table_path = self.path / 'results.md'
+        self.plot_path = self.path / 'success.png'
+        self.videos_dir = self.path / 'videos'
 
     # --- run settings --------------------------------------------------------------------------
     def check_run(self, settings: dict[str, Any], write: bool = True) -> None:
-        """Record the run's protocol settings, or verify they match those of the earlier run.
+        """
+        Record the run's protocol settings, or verify they match those of the earlier run.
 
         ``write=False`` only verifies (nothing is created): callers check before loading a
         policy and record once it loaded, so a failed start leaves no run.json behind. A
@@ -76,10 +78,10 @@ class ResultsDir:
             different = {k: (previous.get(k), v) for k, v in settings.items()
                          if k in previous and previous[k] != v}
             if different:
-                details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in different.items())
+                details = ', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in different.items())
                 raise ResultsMismatchError(
-                    f"{self.path} holds results of a run with different settings ({details}); "
-                    "use another --results-dir or delete it")
+                    f'{self.path} holds results of a run with different settings ({details}); '
+                    'use another --results-dir or delete it')
             settings = {**previous, **settings}
         if write:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -91,39 +93,42 @@ class ResultsDir:
     def append(self, result: EpisodeResult | dict[str, Any]) -> dict[str, Any]:
         """Append one finished episode (atomically: a line is either complete or absent)."""
         record = result.to_record() if isinstance(result, EpisodeResult) else dict(result)
-        if record.get("video"):
-            record["video"] = self._relative(record["video"])
+        if record.get('video'):
+            record['video'] = self._relative(record['video'])
         self.path.mkdir(parents=True, exist_ok=True)
         append_jsonl(self.episodes_path, record)
         return record
 
     def repair(self) -> int:
-        """Move torn or corrupted lines of episodes.jsonl to episodes.corrupt.jsonl (warned).
+        """
+        Move torn or corrupted lines of episodes.jsonl to episodes.corrupt.jsonl (warned).
 
         Only for a writer that owns the folder (it rewrites episodes.jsonl); returns the count.
         """
         _, bad = repair_jsonl(self.episodes_path, self.corrupt_path, valid=is_episode_record)
         if bad:
-            lines = ", ".join(str(number) for number, _ in bad[:10])
-            warnings.warn(f"{self.episodes_path}: {len(bad)} torn or corrupted line(s) (line "
-                          f"{lines}) moved to {self.corrupt_path.name}; their episodes run again")
+            lines = ', '.join(str(number) for number, _ in bad[:10])
+            warnings.warn(f'{self.episodes_path}: {len(bad)} torn or corrupted line(s) (line '
+                          f'{lines}) moved to {self.corrupt_path.name}; their episodes run again')
         return len(bad)
 
     def records(self) -> list[dict[str, Any]]:
-        """Finished episodes, each once (a duplicate line, e.g. from two writers, is ignored).
+        """
+        Finished episodes, each once (a duplicate line, e.g. from two writers, is ignored).
 
-        Read-only: torn or corrupted lines are skipped with a warning (see :meth:`repair`)."""
+        Read-only: torn or corrupted lines are skipped with a warning (see :meth:`repair`).
+        """
         records, bad = scan_jsonl(self.episodes_path, valid=is_episode_record)
         tail = self._unfinished_tail() if bad else None
         complete = [n for n, _ in bad if n != tail]
         if complete:
-            warnings.warn(f"{self.episodes_path}: skipped {len(complete)} corrupted line(s) "
+            warnings.warn(f'{self.episodes_path}: skipped {len(complete)} corrupted line(s) '
                           f"(line {', '.join(str(n) for n in complete[:10])})")
         seen: dict[EpisodeKey, dict[str, Any]] = {}
         for record in records:
             key = record_key(record)
             if key in seen:
-                warnings.warn(f"{self.episodes_path}: duplicate episode {key} ignored")
+                warnings.warn(f'{self.episodes_path}: duplicate episode {key} ignored')
                 continue
             seen[key] = record
         return list(seen.values())
@@ -131,7 +136,7 @@ class ResultsDir:
     def _unfinished_tail(self) -> int | None:
         """The number of a last line without a newline (a write in progress), if any."""
         data = self.episodes_path.read_bytes()
-        return None if data.endswith(b"\n") else data.count(b"\n") + 1
+        return None if data.endswith(b'\n') else data.count(b'\n') + 1
 
     def done_episodes(self) -> set[EpisodeKey]:
         """Keys of the finished episodes: what a resumed run skips."""
@@ -144,7 +149,8 @@ class ResultsDir:
     # --- summary -------------------------------------------------------------------------------
     def write_summary(self, expected: Iterable[EpisodeKey] | None = None,
                       run: dict[str, Any] | None = None, plot: bool = True) -> dict[str, Any]:
-        """Write summary.json, results.md and success.png from episodes.jsonl; return the summary.
+        """
+        Write summary.json, results.md and success.png from episodes.jsonl; return the summary.
 
         ``expected``: the episodes the run was asked for (to report what is still missing).
         """
@@ -156,15 +162,15 @@ class ResultsDir:
         else:
             missing = 0
         summary = summarize(records)
-        summary["complete"] = missing == 0
-        summary["missing_episodes"] = missing
-        summary["run"] = run if run is not None else self._run_settings(strict=False)
-        summary["files"] = {"episodes": self.episodes_path.name, "table": self.table_path.name,
-                            "plot": self.plot_path.name if plot else None}
+        summary['complete'] = missing == 0
+        summary['missing_episodes'] = missing
+        summary['run'] = run if run is not None else self._run_settings(strict=False)
+        summary['files'] = {'episodes': self.episodes_path.name, 'table': self.table_path.name,
+                            'plot': self.plot_path.name if plot else None}
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.summary_path, summary)
-        title = "# LIBERO evaluation\n\n"
-        note = "" if missing == 0 else f"\n{missing} requested episode(s) not finished yet.\n"
+        title = '# LIBERO evaluation\n\n'
+        note = '' if missing == 0 else f'\n{missing} requested episode(s) not finished yet.\n'
         atomic_write_text(self.table_path, title + markdown_table(summary) + note)
         if plot:
             from cliprt_core.eval.plots import plot_success
@@ -177,15 +183,15 @@ class ResultsDir:
         if not self.run_path.exists():
             return None
         try:
-            settings = json.loads(self.run_path.read_text(encoding="utf-8"))
+            settings = json.loads(self.run_path.read_text(encoding='utf-8'))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            settings, problem = None, f"is corrupted ({exc})"
+            settings, problem = None, f'is corrupted ({exc})'
         else:
-            problem = "" if isinstance(settings, dict) else "is not a JSON object"
+            problem = '' if isinstance(settings, dict) else 'is not a JSON object'
         if not problem:
             return settings
-        message = (f"{self.run_path} {problem}; delete it to continue (the finished episodes "
-                   f"are kept)")
+        message = (f'{self.run_path} {problem}; delete it to continue (the finished episodes '
+                   f'are kept)')
         if strict:
             raise ResultsMismatchError(message)
         warnings.warn(message)

@@ -1,4 +1,5 @@
-"""Run the LIBERO evaluation: N env hosts, one policy, resumable results.
+"""
+Run the LIBERO evaluation: N env hosts, one policy, resumable results.
 
 - ``workers == 1``: the environment runs in this process (no IPC; simplest to debug).
 - ``workers > 1``: N spawned worker processes own the environments; this process owns the policy
@@ -11,20 +12,19 @@ on the other images of its batch, which holds for fp32 on CPU).
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-import time
-from collections import OrderedDict, deque
+from collections import deque, OrderedDict
 from datetime import datetime, timezone
+import multiprocessing as mp
 from multiprocessing.connection import wait
+import time
 from typing import Any, Callable, Sequence
-
-import numpy as np
 
 from cliprt_core.eval.config import EvalConfig
 from cliprt_core.eval.episode import format_error
-from cliprt_core.eval.results import ResultsDir, record_key
+from cliprt_core.eval.results import record_key, ResultsDir
 from cliprt_core.eval.worker import (EnvFactory, EpisodeHost, EpisodeSpec, failure_record,
                                      worker_main)
+import numpy as np
 
 BatchPolicy = Callable[[Sequence[np.ndarray], Sequence[str]], Any]
 OnEpisode = Callable[[dict[str, Any]], None]
@@ -32,16 +32,17 @@ OnEpisode = Callable[[dict[str, Any]], None]
 
 # --- policy ----------------------------------------------------------------------------------
 def _batch_fn(policy: Any) -> BatchPolicy:
-    if hasattr(policy, "act_batch"):
+    if hasattr(policy, 'act_batch'):
         return policy.act_batch
     if callable(policy):
         return policy
-    raise TypeError("policy must have act_batch(images, instructions) or be such a callable")
+    raise TypeError('policy must have act_batch(images, instructions) or be such a callable')
 
 
 def query_chunks(act_batch: BatchPolicy, images: list[np.ndarray], instructions: list[str]
                  ) -> tuple[list[np.ndarray | BaseException], float]:
-    """One batched forward; per item a ``(k, 7)`` chunk or the exception for that item.
+    """
+    One batched forward; per item a ``(k, 7)`` chunk or the exception for that item.
 
     If the batch fails, each item is retried alone so an error (e.g. NaN for one image) is
     charged to the episode that caused it. Returns the results and the seconds spent.
@@ -51,7 +52,7 @@ def query_chunks(act_batch: BatchPolicy, images: list[np.ndarray], instructions:
         outputs = act_batch(images, instructions)
         results: list[np.ndarray | BaseException] = [_as_chunk(o) for o in outputs]
         if len(results) != len(images):
-            raise RuntimeError(f"policy returned {len(results)} chunks for {len(images)} images")
+            raise RuntimeError(f'policy returned {len(results)} chunks for {len(images)} images')
     except Exception as exc:
         if len(images) == 1:
             results = [exc]
@@ -66,9 +67,9 @@ def query_chunks(act_batch: BatchPolicy, images: list[np.ndarray], instructions:
 
 
 def _as_chunk(output: Any) -> np.ndarray:
-    if hasattr(output, "phrase") and hasattr(output, "action"):
-        raise TypeError("LIBERO evaluation needs a CLIP-RT+ (chunk head) policy; this one is a "
-                        "discrete CLIP-RT model")
+    if hasattr(output, 'phrase') and hasattr(output, 'action'):
+        raise TypeError('LIBERO evaluation needs a CLIP-RT+ (chunk head) policy; this one is a '
+                        'discrete CLIP-RT model')
     return np.asarray(output)
 
 
@@ -87,7 +88,7 @@ class _LocalSlot:
         return self._reply is not None
 
     def send(self, command: str, *args) -> None:
-        if command == "start":
+        if command == 'start':
             self.spec = args[0]
             self.task_key = args[0][:2]
         self._reply = self.host.handle(command, *args)
@@ -113,16 +114,16 @@ class _ProcessSlot:
         self._start_process()
 
     def _start_process(self) -> None:
-        context = mp.get_context("spawn")
+        context = mp.get_context('spawn')
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker_main, name=f"cliprt-env-{self.index}",
+        self.process = context.Process(target=worker_main, name=f'cliprt-env-{self.index}',
                                        args=(child, self.env_factory, self.options), daemon=True)
         self.process.start()
         child.close()  # so a dead worker shows up as EOF on our end
         self.task_key = None
 
     def send(self, command: str, *args) -> None:
-        if command == "start":
+        if command == 'start':
             self.spec = args[0]
             self.task_key = args[0][:2]
         try:
@@ -139,8 +140,8 @@ class _ProcessSlot:
             self.process.join(timeout=5)
             code = self.process.exitcode
             self._restart()
-            return ("done", failure_record(
-                self.spec, f"env worker process died (exit code {code}) during the episode"))
+            return ('done', failure_record(
+                self.spec, f'env worker process died (exit code {code}) during the episode'))
 
     def _restart(self) -> None:
         try:
@@ -154,7 +155,7 @@ class _ProcessSlot:
 
     def close(self) -> None:
         try:
-            self.conn.send(("close",))
+            self.conn.send(('close',))
         except (BrokenPipeError, OSError):
             pass
         self.process.join(timeout=10)
@@ -196,7 +197,8 @@ class _Queue:
 def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory | None = None,
                    results_dir: str | None = None, on_episode: OnEpisode | None = None
                    ) -> dict[str, Any]:
-    """Evaluate ``policy`` (``act_batch(images, instructions) -> (B, k, 7)``); the summary.
+    """
+    Evaluate ``policy`` (``act_batch(images, instructions) -> (B, k, 7)``); the summary.
 
     Resumes: episodes already in ``<results_dir>/episodes.jsonl`` are skipped. ``env_factory``
     ``(suite, task_id) -> env`` replaces the default LIBERO factory (it must be picklable when
@@ -212,7 +214,7 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
     todo = [key for key in wanted if key not in done]
     factory = env_factory or config.env_factory()
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(timezone.utc).isoformat(timespec='seconds')
     finished_now: list[dict[str, Any]] = []
     progress = _Progress(config.progress, total=len(wanted), previous=previous)
     slots: list = []
@@ -231,16 +233,16 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
             slot.close()
         progress.close()
         wall = time.perf_counter() - started
-        run = {**config.run_settings(), "workers": config.workers,
-               "started_at": started_at, "wall_s": round(wall, 3),
-               "episodes_this_run": len(finished_now),
-               "policy_steps_this_run": sum(r["steps"] for r in finished_now)}
+        run = {**config.run_settings(), 'workers': config.workers,
+               'started_at': started_at, 'wall_s': round(wall, 3),
+               'episodes_this_run': len(finished_now),
+               'policy_steps_this_run': sum(r['steps'] for r in finished_now)}
         summary = results.write_summary(expected=wanted, run=run)
     return summary
 
 
 def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
-           config: EvalConfig, progress: "_Progress", finished: list, on_episode) -> None:
+           config: EvalConfig, progress: '_Progress', finished: list, on_episode) -> None:
     idle = list(slots)
     while True:
         for slot in list(idle):
@@ -250,7 +252,7 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
                 break
             video = str(results.video_path(*spec)) if config.video else None
             idle.remove(slot)
-            slot.send("start", spec, video)
+            slot.send('start', spec, video)
         busy = [s for s in slots if s.busy]
         if not busy:
             return
@@ -258,7 +260,7 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
         waiting: list[tuple[Any, np.ndarray, str]] = []
         for slot in ready:
             reply = slot.receive()
-            if reply[0] == "done":
+            if reply[0] == 'done':
                 record = results.append(reply[1])
                 finished.append(record)
                 progress.update(record)
@@ -273,9 +275,9 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
             share = seconds / len(waiting)
             for (slot, _, _), chunk in zip(waiting, chunks):
                 if isinstance(chunk, BaseException):
-                    slot.send("abort", format_error(chunk), share)
+                    slot.send('abort', format_error(chunk), share)
                 else:
-                    slot.send("chunk", chunk, share)
+                    slot.send('chunk', chunk, share)
 
 
 def _ready(busy: list) -> list:
@@ -292,30 +294,30 @@ class _Progress:
     """tqdm bar with the running success rate (previous runs' episodes included)."""
 
     def __init__(self, enabled: bool, total: int, previous: list[dict[str, Any]]) -> None:
-        self.successes = sum(1 for r in previous if r.get("success"))
+        self.successes = sum(1 for r in previous if r.get('success'))
         self.count = len(previous)
-        self.errors = sum(1 for r in previous if r.get("error"))
+        self.errors = sum(1 for r in previous if r.get('error'))
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=self.count, unit="ep", dynamic_ncols=True,
-                            desc="LIBERO eval")
+            self.bar = tqdm(total=total, initial=self.count, unit='ep', dynamic_ncols=True,
+                            desc='LIBERO eval')
             self._postfix()
 
     def update(self, record: dict[str, Any]) -> None:
         self.count += 1
-        self.successes += bool(record.get("success"))
-        self.errors += bool(record.get("error"))
+        self.successes += bool(record.get('success'))
+        self.errors += bool(record.get('error'))
         if self.bar is not None:
             self._postfix(refresh=False)
             self.bar.update(1)
 
     def _postfix(self, refresh: bool = True) -> None:
         rate = 100.0 * self.successes / self.count if self.count else 0.0
-        postfix = {"success": f"{self.successes}/{self.count} ({rate:.1f}%)"}
+        postfix = {'success': f'{self.successes}/{self.count} ({rate:.1f}%)'}
         if self.errors:
-            postfix["errors"] = self.errors
+            postfix['errors'] = self.errors
         self.bar.set_postfix(postfix, refresh=refresh)
 
     def close(self) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from cliprt_core.sim.protocol import CONTROL_FREQ_HZ
+import numpy as np
 
 
 class VideoWriter:
-    """Stream uint8 HxWx3 frames into ``<path>.partial.mp4``; ``finish(final)`` renames it.
+    """
+    Stream uint8 HxWx3 frames into ``<path>.partial.mp4``; ``finish(final)`` renames it.
 
     A run killed mid-episode leaves only a ``.partial.mp4`` behind, never a truncated file under
     a final name.
@@ -19,7 +19,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: int = CONTROL_FREQ_HZ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(self.path.stem + ".partial.mp4")
+        self.partial = self.path.with_name(self.path.stem + '.partial.mp4')
         self.fps = fps
         self.frames = 0
         self._writer = None
@@ -28,9 +28,9 @@ class VideoWriter:
         if self._writer is None:
             import imageio.v2 as imageio  # deferred: imageio/ffmpeg only when videos are on
 
-            self._writer = imageio.get_writer(self.partial, fps=self.fps, codec="libx264",
+            self._writer = imageio.get_writer(self.partial, fps=self.fps, codec='libx264',
                                               quality=7, macro_block_size=1,
-                                              ffmpeg_log_level="error")
+                                              ffmpeg_log_level='error')
         self._writer.append_data(np.ascontiguousarray(frame, dtype=np.uint8))
         self.frames += 1
 

@@ -1,4 +1,5 @@
-"""Environment hosting for the evaluation runner: in-process, or in a worker process.
+"""
+Environment hosting for the evaluation runner: in-process, or in a worker process.
 
 A worker process owns its environments and runs :class:`~cliprt_core.eval.episode.Episode`s; it
 never runs the policy (and never imports torch). The main process sends commands over a pipe:
@@ -12,8 +13,8 @@ and gets back ``("obs", agentview_upright, instruction)`` or ``("done", record)`
 """
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
+import signal
 from typing import Any, Callable
 
 from cliprt_core.eval.episode import Episode, EpisodeResult, EpisodeTiming, format_error
@@ -41,7 +42,7 @@ class LiberoEnvFactory:
                              num_dummy_steps=self.num_dummy_steps)
 
 
-def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = "") -> dict:
+def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = '') -> dict:
     """The record of an episode that could not even start (no env, dead worker, ...)."""
     suite, task_id, episode = spec
     return EpisodeResult(suite=suite, task_id=int(task_id), task=task, episode=int(episode),
@@ -50,7 +51,8 @@ def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = ""
 
 
 class EpisodeHost:
-    """Runs one episode at a time on an env it owns (kept alive while the task stays the same).
+    """
+    Runs one episode at a time on an env it owns (kept alive while the task stays the same).
 
     Used by the in-process runner, the worker processes and the ROS LIBERO bridge alike. After
     an ``("obs", ...)`` reply, :attr:`observation` holds the whole observation (cameras and
@@ -72,7 +74,7 @@ class EpisodeHost:
         try:
             env = self._env_for(suite, int(task_id))
         except Exception as exc:  # the env could not be built: this episode fails, eval goes on
-            return ("done", failure_record(spec, exc))
+            return ('done', failure_record(spec, exc))
         self._episode = Episode(env, init_index, video=video, **self.episode_options)
         return self._reply(self._episode.start())
 
@@ -89,16 +91,16 @@ class EpisodeHost:
         try:
             return getattr(self, command)(*args)
         except Exception as exc:
-            spec = self._spec or ("unknown", -1, -1)
+            spec = self._spec or ('unknown', -1, -1)
             self._episode = None
-            return ("done", failure_record(spec, exc))
+            return ('done', failure_record(spec, exc))
 
     def close(self) -> None:
         self._drop_env()
 
     def _current(self) -> Episode:
         if self._episode is None:
-            raise RuntimeError("no episode in progress")
+            raise RuntimeError('no episode in progress')
         return self._episode
 
     def _reply(self, observation) -> Reply:
@@ -106,8 +108,8 @@ class EpisodeHost:
         self.observation = observation
         if observation is None:
             self._episode = None
-            return ("done", episode.result().to_record())
-        return ("obs", observation.agentview, episode.instruction)
+            return ('done', episode.result().to_record())
+        return ('obs', observation.agentview, episode.instruction)
 
     def _env_for(self, suite: str, task_id: int):
         if self._env_key != (suite, task_id):
@@ -136,7 +138,7 @@ def worker_main(conn, env_factory: EnvFactory, episode_options: dict[str, Any]) 
             except (EOFError, OSError):
                 break  # the main process is gone
             command, args = message[0], message[1:]
-            if command == "close":
+            if command == 'close':
                 break
             reply = host.handle(command, *args)
             try:

@@ -1,4 +1,5 @@
-"""CLIP-RT's output heads: what the model's embeddings become, and everything around it.
+"""
+CLIP-RT's output heads: what the model's embeddings become, and everything around it.
 
 A :class:`Head` owns its training targets, loss, validation metrics and per-query output; the
 model config's ``head`` names one. A new head is one module with a :class:`Head` subclass plus
@@ -30,6 +31,6 @@ def head_for(config: CLIPRTConfig) -> Head:
 
 
 __all__ = [
-    "CHUNK_PAD_VALUE", "ChunkHead", "DiscreteAction", "DiscreteHead", "HEADS", "Head", "LossStep",
-    "SampleTargets", "head_class", "head_for", "masked_l1", "sigmoid_contrastive",
+    'CHUNK_PAD_VALUE', 'ChunkHead', 'DiscreteAction', 'DiscreteHead', 'HEADS', 'Head', 'LossStep',
+    'SampleTargets', 'head_class', 'head_for', 'masked_l1', 'sigmoid_contrastive',
 ]

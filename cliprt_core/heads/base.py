@@ -1,4 +1,5 @@
-"""The head contract: everything that differs between kinds of CLIP-RT output.
+"""
+The head contract: everything that differs between kinds of CLIP-RT output.
 
 The towers are shared: every head starts from the raw image and prompt embeddings. A head owns
 what it makes of them and what surrounds that output: the targets a dataset produces per sample
@@ -12,19 +13,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
+from cliprt_core.actions import LabelingConfig, Vocabulary
+from cliprt_core.model.configuration import CLIPRTConfig
 import numpy as np
 import torch
 from torch import nn
-
-from cliprt_core.actions import LabelingConfig, Vocabulary
-from cliprt_core.model.configuration import CLIPRTConfig
 
 Batch = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
 class LossStep:
-    """Where a rank-local micro-batch sits in its optimizer step.
+    """
+    Where a rank-local micro-batch sits in its optimizer step.
 
     Losses are normalised so that the rank-local losses of one optimizer step add up to the loss
     of the whole global batch; DDP averages gradients over ``world_size`` ranks, so each
@@ -40,17 +41,21 @@ class LossStep:
 class SampleTargets(ABC):
     """A head's training targets for the steps of demonstration episodes (per dataset)."""
 
-    description: ClassVar[str] = "steps"  # what the samples are, for "no training ..." errors
+    description: ClassVar[str] = 'steps'  # what the samples are, for "no training ..." errors
 
     def step_labels(self, actions: np.ndarray) -> np.ndarray | None:
-        """Integer label per step of one episode's actions ``[T, A]``, -1 for a step that is no
-        training sample; None (the default) when every step is a sample."""
+        """
+        Integer label per step of one episode's actions ``[T, A]``, -1 for a step that is no
+        training sample; None (the default) when every step is a sample.
+        """
         return None
 
     @abstractmethod
     def __call__(self, actions: np.ndarray, position: int, label: int) -> Batch:
-        """Targets of step ``position`` of an episode with actions ``[T, A]`` (float32);
-        ``label`` is the step's :meth:`step_labels` entry (-1 without labels)."""
+        """
+        Targets of step ``position`` of an episode with actions ``[T, A]`` (float32);
+        ``label`` is the step's :meth:`step_labels` entry (-1 without labels).
+        """
 
 
 class Head(ABC):
@@ -64,7 +69,7 @@ class Head(ABC):
     #: the contrastive temperature ``logit_scale`` is trained (it is frozen otherwise)
     trains_logit_scale: ClassVar[bool] = False
     #: the validation sums, all-reduced over ranks; "loss", "weight" and "samples" are required
-    validation_sums: ClassVar[tuple[str, ...]] = ("loss", "weight", "samples")
+    validation_sums: ClassVar[tuple[str, ...]] = ('loss', 'weight', 'samples')
     #: the language vocabulary the head scores (None when it regresses actions)
     vocabulary: Vocabulary | None = None
 
@@ -72,7 +77,7 @@ class Head(ABC):
         self.config = config
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.config.name!r})"
+        return f'{type(self).__name__}(model={self.config.name!r})'
 
     # --- shape of the output ------------------------------------------------------------------
     @property
@@ -95,8 +100,10 @@ class Head(ABC):
     @abstractmethod
     def sample_targets(cls, *, chunk_size: int, vocabulary: Vocabulary | None,
                        labeling: LabelingConfig | None) -> SampleTargets:
-        """The per-sample targets for a dataset with these settings (a ValueError when the head
-        cannot train from them)."""
+        """
+        The per-sample targets for a dataset with these settings (a ValueError when the head
+        cannot train from them).
+        """
 
     # --- training -----------------------------------------------------------------------------
     def training_inputs(self, model: nn.Module, batch: Batch, device: torch.device
@@ -107,8 +114,10 @@ class Head(ABC):
     @abstractmethod
     def training_output(self, model: nn.Module, image: torch.Tensor, prompt: torch.Tensor,
                         *inputs: torch.Tensor) -> Any:
-        """The training forward from raw image and prompt embeddings ``[B, D]`` (runs inside
-        DDP); ``inputs`` are :meth:`training_inputs`."""
+        """
+        The training forward from raw image and prompt embeddings ``[B, D]`` (runs inside
+        DDP); ``inputs`` are :meth:`training_inputs`.
+        """
 
     def loss_weight(self, batches: Sequence[Batch]) -> torch.Tensor | None:
         """This rank's share of the step's loss normalizer (:class:`LossStep`), or None."""
@@ -134,7 +143,7 @@ class Head(ABC):
 
     def validation_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """Metrics from the validation sums of all ranks (``samples`` > 0)."""
-        return {"val_loss": sums["loss"] / sums["weight"], "val_samples": sums["samples"]}
+        return {'val_loss': sums['loss'] / sums['weight'], 'val_samples': sums['samples']}
 
     # --- inference ----------------------------------------------------------------------------
     @property
@@ -145,9 +154,11 @@ class Head(ABC):
     @abstractmethod
     def query(self, model: nn.Module, image: torch.Tensor, prompt: torch.Tensor,
               text_embeddings: torch.Tensor | None) -> torch.Tensor:
-        """The per-query graph's output ``[B, *output_shape]`` from raw image and prompt
+        """
+        The per-query graph's output ``[B, *output_shape]`` from raw image and prompt
         embeddings; ``text_embeddings`` are those of :attr:`query_texts` (None if there are
-        none)."""
+        none).
+        """
 
     @abstractmethod
     def decode(self, output: np.ndarray) -> Any:

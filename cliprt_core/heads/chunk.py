@@ -1,4 +1,5 @@
-"""CLIP-RT+: continuous action chunks (8 x 7 for LIBERO) regressed with a masked L1 loss.
+"""
+CLIP-RT+: continuous action chunks (8 x 7 for LIBERO) regressed with a masked L1 loss.
 
 The network (action decoder + MLP-ResNet head) is :meth:`cliprt_core.model.CLIPRT.predict_chunk`.
 Targets are ``actions[t:t+chunk]`` of the demo, steps past the episode end filled with 1.1 and
@@ -8,19 +9,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from cliprt_core.actions import LabelingConfig, Vocabulary
+from cliprt_core.heads.base import Batch, Head, LossStep, SampleTargets
 import numpy as np
 import torch
 from torch import nn
-
-from cliprt_core.actions import LabelingConfig, Vocabulary
-from cliprt_core.heads.base import Batch, Head, LossStep, SampleTargets
 
 CHUNK_PAD_VALUE = 1.1  # chunk steps past the episode end (masked out of the loss)
 
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
               normalizer: float | torch.Tensor, world_size: int = 1) -> torch.Tensor:
-    """CLIP-RT+ chunk loss: sum of ``|pred - target|`` over unmasked steps / ``normalizer``.
+    """
+    CLIP-RT+ chunk loss: sum of ``|pred - target|`` over unmasked steps / ``normalizer``.
 
     ``pred``/``target``: ``[B, T, A]``; ``mask``: ``[B, T]`` (False = padding past the episode
     end). ``normalizer`` = number of unmasked elements (``steps x A``) in the *global* batch, so
@@ -43,14 +44,14 @@ class ChunkTargets(SampleTargets):
         chunk[: stop - position] = actions[position:stop]
         mask = np.zeros(self.chunk_size, dtype=bool)
         mask[: stop - position] = True
-        return {"actions": torch.from_numpy(chunk), "action_mask": torch.from_numpy(mask)}
+        return {'actions': torch.from_numpy(chunk), 'action_mask': torch.from_numpy(mask)}
 
 
 class ChunkHead(Head):
     """CLIP-RT+ (the LIBERO model): a query returns a float32 ``(chunk, action_dim)`` chunk."""
 
-    name = "chunk"
-    output_name = "chunk"
+    name = 'chunk'
+    output_name = 'chunk'
 
     @property
     def action_dim(self) -> int:
@@ -75,21 +76,21 @@ class ChunkHead(Head):
 
     def loss_weight(self, batches: Sequence[Batch]) -> torch.Tensor:
         """Unmasked chunk elements (steps x action_dim) of this rank's micro-batches."""
-        return sum(b["action_mask"].sum() for b in batches) * self.config.action_dim
+        return sum(b['action_mask'].sum() for b in batches) * self.config.action_dim
 
     def loss(self, output: torch.Tensor, batch: Batch, step: LossStep) -> torch.Tensor:
         device = output.device
-        return masked_l1(output, batch["actions"].to(device, non_blocking=True),
-                         batch["action_mask"].to(device, non_blocking=True),
+        return masked_l1(output, batch['actions'].to(device, non_blocking=True),
+                         batch['action_mask'].to(device, non_blocking=True),
                          step.normalizer, step.world_size)
 
     def validation_batch(self, output: torch.Tensor, batch: Batch, reference: None
                          ) -> dict[str, torch.Tensor | float]:
-        target = batch["actions"].to(output.device)
-        mask = batch["action_mask"].to(output.device)
+        target = batch['actions'].to(output.device)
+        mask = batch['action_mask'].to(output.device)
         error = (output.float() - target).abs() * mask[..., None]
-        return {"loss": error.sum().double(), "weight": mask.sum().double() * target.shape[-1],
-                "samples": len(target)}
+        return {'loss': error.sum().double(), 'weight': mask.sum().double() * target.shape[-1],
+                'samples': len(target)}
 
     def query(self, model: nn.Module, image: torch.Tensor, prompt: torch.Tensor,
               text_embeddings: torch.Tensor | None) -> torch.Tensor:

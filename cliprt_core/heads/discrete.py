@@ -1,4 +1,5 @@
-"""Discrete CLIP-RT (real robots): the context embedding scores language motion primitives.
+"""
+Discrete CLIP-RT (real robots): the context embedding scores language motion primitives.
 
 ``score = sigmoid(cosine(normalize(image + prompt), phrase))`` over the vocabulary's phrases,
 argmax, and the vocabulary maps the phrase to its action vector. Trained with CLIP-RT's sigmoid
@@ -9,21 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from cliprt_core.actions import LabelingConfig, Vocabulary, label_actions, load_vocabulary
+from cliprt_core.actions import label_actions, LabelingConfig, load_vocabulary, Vocabulary
 from cliprt_core.collectives import all_gather_nograd, all_gather_with_grad
 from cliprt_core.heads.base import Batch, Head, LossStep, SampleTargets
 from cliprt_core.model.configuration import CLIPRTConfig
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
 
 
 def sigmoid_contrastive(context: torch.Tensor, supervision: torch.Tensor, labels: torch.Tensor,
                         logit_scale: torch.Tensor, world_size: int = 1,
                         accumulation: int = 1) -> torch.Tensor:
-    """Discrete CLIP-RT loss ("contrastive imitation learning" of the CLIP-RT paper).
+    """
+    Discrete CLIP-RT loss ("contrastive imitation learning" of the CLIP-RT paper).
 
     ``logits[i, j] = exp(logit_scale) * <context_i, supervision_j>`` over the gathered batch
     (``M = W x m`` samples), target 1 where samples i and j share the action class (diagonal
@@ -39,7 +40,7 @@ def sigmoid_contrastive(context: torch.Tensor, supervision: torch.Tensor, labels
     logits = scale * (context.float() @ all_supervision.float().T)
     targets = (labels[:, None] == all_labels[None, :]).to(logits.dtype)
     total = all_supervision.shape[0]
-    loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+    loss = F.binary_cross_entropy_with_logits(logits, targets, reduction='sum')
     return loss * (world_size / (total * total * accumulation))
 
 
@@ -54,10 +55,12 @@ class DiscreteAction:
 
 
 class PrimitiveTargets(SampleTargets):
-    """``label`` (primitive class of the step) and ``phrase_id`` (the phrase to embed; the
-    shipped vocabularies have one phrase per class, so it equals ``label``)."""
+    """
+    ``label`` (primitive class of the step) and ``phrase_id`` (the phrase to embed; the
+    shipped vocabularies have one phrase per class, so it equals ``label``).
+    """
 
-    description = "labelled steps (every action is below the primitive thresholds)"
+    description = 'labelled steps (every action is below the primitive thresholds)'
 
     def __init__(self, vocabulary: Vocabulary, labeling: LabelingConfig) -> None:
         self.vocabulary = vocabulary
@@ -67,17 +70,17 @@ class PrimitiveTargets(SampleTargets):
         return label_actions(actions, None, self.vocabulary, self.labeling)
 
     def __call__(self, actions: np.ndarray, position: int, label: int) -> Batch:
-        return {"label": torch.tensor(label), "phrase_id": torch.tensor(label)}
+        return {'label': torch.tensor(label), 'phrase_id': torch.tensor(label)}
 
 
 class DiscreteHead(Head):
     """Discrete CLIP-RT: a query returns a :class:`DiscreteAction` of the config's vocabulary."""
 
-    name = "discrete"
-    output_name = "scores"
+    name = 'discrete'
+    output_name = 'scores'
     outputs_phrases = True
     trains_logit_scale = True
-    validation_sums = ("loss", "weight", "correct", "samples")
+    validation_sums = ('loss', 'weight', 'correct', 'samples')
 
     def __init__(self, config: CLIPRTConfig) -> None:
         super().__init__(config)
@@ -106,14 +109,14 @@ class DiscreteHead(Head):
     def sample_targets(cls, *, chunk_size: int = 1, vocabulary: Vocabulary | None = None,
                        labeling: LabelingConfig | None = None) -> PrimitiveTargets:
         if vocabulary is None:
-            raise ValueError("the discrete head needs a vocabulary")
+            raise ValueError('the discrete head needs a vocabulary')
         return PrimitiveTargets(vocabulary, labeling or LabelingConfig.libero())
 
     # --- training -----------------------------------------------------------------------------
     def training_inputs(self, model: nn.Module, batch: Batch, device: torch.device
                         ) -> tuple[torch.Tensor, ...]:
         """The micro-batch's distinct phrases (encoded once each) and each sample's index."""
-        phrases, inverse = torch.unique(batch["phrase_id"], return_inverse=True)
+        phrases, inverse = torch.unique(batch['phrase_id'], return_inverse=True)
         return self.phrase_tokens(model, device)[phrases.to(device)], inverse.to(device)
 
     def training_output(self, model: nn.Module, image: torch.Tensor, prompt: torch.Tensor,
@@ -127,11 +130,11 @@ class DiscreteHead(Head):
     def loss(self, output: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Batch,
              step: LossStep) -> torch.Tensor:
         context, phrases, scale = output
-        return sigmoid_contrastive(context, phrases, batch["label"].to(context.device), scale,
+        return sigmoid_contrastive(context, phrases, batch['label'].to(context.device), scale,
                                    step.world_size, step.accumulation)
 
     def log_values(self, model: nn.Module) -> dict[str, float]:
-        return {"logit_scale": float(model.logit_scale.detach().exp())}
+        return {'logit_scale': float(model.logit_scale.detach().exp())}
 
     # --- validation ---------------------------------------------------------------------------
     def validation_reference(self, model: nn.Module, device: torch.device) -> torch.Tensor:
@@ -143,17 +146,17 @@ class DiscreteHead(Head):
                          ) -> dict[str, torch.Tensor | float]:
         """The in-batch contrastive loss (not gathered over ranks) and argmax accuracy."""
         context, phrases, scale = output
-        labels = batch["label"].to(context.device)
+        labels = batch['label'].to(context.device)
         logits = scale.float().exp() * context.float() @ phrases.float().T
         targets = (labels[:, None] == labels[None, :]).float()
         loss = F.binary_cross_entropy_with_logits(logits, targets)
         predicted = (context.float() @ reference.T).argmax(dim=-1)
-        return {"loss": loss.double() * len(labels), "weight": len(labels),
-                "correct": (predicted == labels).sum().double(), "samples": len(labels)}
+        return {'loss': loss.double() * len(labels), 'weight': len(labels),
+                'correct': (predicted == labels).sum().double(), 'samples': len(labels)}
 
     def validation_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         return {**super().validation_metrics(sums),
-                "val_accuracy": sums["correct"] / sums["samples"]}
+                'val_accuracy': sums['correct'] / sums['samples']}
 
     # --- inference ----------------------------------------------------------------------------
     @property

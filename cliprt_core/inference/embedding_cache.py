@@ -1,9 +1,8 @@
 """The bounded LRU of text embeddings keyed by the exact instruction string."""
 from __future__ import annotations
 
-import torch
-
 from cliprt_core.lru import LRUCache
+import torch
 
 
 class EmbeddingCache(LRUCache[str, torch.Tensor]):

@@ -4,30 +4,30 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-import numpy as np
-import torch
-
 from cliprt_core.heads import DiscreteAction, Head, head_for
 from cliprt_core.inference.embedding_cache import EmbeddingCache
-from cliprt_core.inference.inputs import (NonFiniteActionError, PolicyInputError,
-                                          validate_batch, validate_image, validate_instruction)
+from cliprt_core.inference.inputs import (NonFiniteActionError, PolicyInputError, validate_batch,
+                                          validate_image, validate_instruction)
 from cliprt_core.inference.query import QueryGraph
 from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
 from cliprt_core.model.modeling import CLIPRT, create_model
 from cliprt_core.model.preprocessing import preprocess_eval
+import numpy as np
+import torch
 
 QueryFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPUs that support it (fp16 otherwise), fp32 on CPU."""
-    if device.type == "cuda":
+    if device.type == 'cuda':
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
 
 class Policy:
-    """Serve a CLIP-RT model: one image encode plus the head per query.
+    """
+    Serve a CLIP-RT model: one image encode plus the head per query.
 
     :attr:`head` (``cliprt_core.heads``) says what a query returns: ``head.outputs_phrases`` is
     False for chunk models (``act`` returns a float32 ``(chunk, action_dim)`` array) and True for
@@ -42,8 +42,8 @@ class Policy:
 
     def __init__(self, model: CLIPRT, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None, cache_size: int = 256,
-                 backend: str = "torch", backend_options: dict[str, Any] | None = None) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+                 backend: str = 'torch', backend_options: dict[str, Any] | None = None) -> None:
+        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         self.dtype = dtype or default_dtype(self.device)
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.config: CLIPRTConfig = model.config
@@ -55,15 +55,17 @@ class Policy:
         text_embeddings = self._encode_texts(texts, prompt=False) if texts else None
         self.graph = QueryGraph(self.model, self.head, text_embeddings).eval()
         self.query: QueryFn = self.graph
-        self.backend_name = "torch"
+        self.backend_name = 'torch'
         self.backend = None
-        if backend != "torch" or backend_options:
+        if backend != 'torch' or backend_options:
             self.use_backend(backend, **(backend_options or {}))
 
     def use_backend(self, name: str, **options: Any) -> None:
-        """Run queries with backend ``name`` (``torch | compile | onnx | tensorrt``; see
+        """
+        Run queries with backend ``name`` (``torch | compile | onnx | tensorrt``; see
         :mod:`cliprt_core.inference.backends` for options). Text encoding and the instruction
-        cache stay in torch. Raises a ``BackendError`` subclass with a clear message."""
+        cache stay in torch. Raises a ``BackendError`` subclass with a clear message.
+        """
         from cliprt_core.inference.backends import create_backend
 
         self.backend = create_backend(name, self, **options)
@@ -80,8 +82,8 @@ class Policy:
     def from_checkpoint(cls, path_or_id: str | os.PathLike, device: str | None = None,
                         dtype: torch.dtype | None = None,
                         model_config: CLIPRTConfig | str | None = None,
-                        cache_size: int = 256, backend: str = "torch",
-                        backend_options: dict[str, Any] | None = None) -> "Policy":
+                        cache_size: int = 256, backend: str = 'torch',
+                        backend_options: dict[str, Any] | None = None) -> 'Policy':
         """Load a cliprt checkpoint, an official CLIP-RT file, or a hub id."""
         from cliprt_core.checkpoint import load_model
 
@@ -92,8 +94,8 @@ class Policy:
     @classmethod
     def from_config(cls, config: CLIPRTConfig | str, device: str | None = None,
                     dtype: torch.dtype | None = None, seed: int = 0,
-                    cache_size: int = 256, backend: str = "torch",
-                    backend_options: dict[str, Any] | None = None) -> "Policy":
+                    cache_size: int = 256, backend: str = 'torch',
+                    backend_options: dict[str, Any] | None = None) -> 'Policy':
         """A policy with random weights (demos, tests, benchmarks) from a model config."""
         if isinstance(config, str):
             config = load_model_config(config)
@@ -108,10 +110,12 @@ class Policy:
         self.prompt_embeddings([self.instruction])
 
     def act(self, image: np.ndarray) -> np.ndarray | DiscreteAction:
-        """One query for the current instruction: a ``(chunk, action_dim)`` float32 chunk
-        (CLIP-RT+) or a :class:`DiscreteAction` (``head.outputs_phrases``)."""
+        """
+        One query for the current instruction: a ``(chunk, action_dim)`` float32 chunk
+        (CLIP-RT+) or a :class:`DiscreteAction` (``head.outputs_phrases``).
+        """
         if self.instruction is None:
-            raise PolicyInputError("no instruction: call reset(instruction) first")
+            raise PolicyInputError('no instruction: call reset(instruction) first')
         validate_image(image)
         return self.act_batch([image], [self.instruction])[0]
 
@@ -125,7 +129,7 @@ class Policy:
             output = self.query(pixels, prompts).float().cpu().numpy()
         if not np.isfinite(output).all():
             raise NonFiniteActionError(
-                f"the model produced non-finite outputs for {len(texts)} quer"
+                f'the model produced non-finite outputs for {len(texts)} quer'
                 f"{'y' if len(texts) == 1 else 'ies'}; the action was withheld")
         return self.head.decode(output)
 

@@ -2,4 +2,4 @@
 from cliprt_core.model.configuration import CLIPRTConfig, list_model_configs, load_model_config
 from cliprt_core.model.modeling import CLIPRT, create_model
 
-__all__ = ["CLIPRT", "CLIPRTConfig", "create_model", "list_model_configs", "load_model_config"]
+__all__ = ['CLIPRT', 'CLIPRTConfig', 'create_model', 'list_model_configs', 'load_model_config']

@@ -1,14 +1,14 @@
 """CLIP-RT+ action decoder (a second text transformer over 58 tokens) and MLP-ResNet head."""
 from __future__ import annotations
 
+from cliprt_core.model.torchvision_compat import import_open_clip
 import torch
 from torch import nn
 
-from cliprt_core.model.torchvision_compat import import_open_clip
-
 
 class ActionDecoder(nn.Module):
-    """A second text transformer without causal mask that turns [image, prompt] into chunk tokens.
+    """
+    A second text transformer without causal mask that turns [image, prompt] into chunk tokens.
 
     Input tokens: [normalised image embedding, normalised prompt embedding, N x embedding of token
     id 0] + a learned positional embedding; output: the N action tokens after ln_final and the
@@ -20,8 +20,8 @@ class ActionDecoder(nn.Module):
         super().__init__()
         transformer = import_open_clip().transformer
         if width != embed_dim:
-            raise ValueError(f"the action decoder needs text width == embed_dim "
-                             f"(got {width} and {embed_dim})")
+            raise ValueError(f'the action decoder needs text width == embed_dim '
+                             f'(got {width} and {embed_dim})')
         self.num_action_tokens = num_action_tokens
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(num_action_tokens + 2, width))

@@ -1,8 +1,8 @@
 """Typed configuration of a CLIP-RT model (discrete head or CLIP-RT+ action-chunk decoder)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +10,7 @@ from cliprt_core.config import ConfigError, load_config
 from cliprt_core.paths import config_names, resolve_config_file
 
 #: One YAML per architecture, shipped inside the package (as open_clip ships its model configs).
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 DEFAULT_PROMPT = "what motion should the robot arm perform to complete the instruction '{}'?"
 
 
@@ -33,7 +33,8 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class CLIPRTConfig:
-    """Architecture of a CLIP-RT policy.
+    """
+    Architecture of a CLIP-RT policy.
 
     ``backbone`` names an open_clip architecture; ``backbone_config`` (an open_clip model config
     dict with ``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``) overrides it for custom
@@ -41,21 +42,21 @@ class CLIPRTConfig:
     ``head='discrete'`` scores language motion primitives of ``vocabulary``.
     """
 
-    name: str = "cliprt"
-    backbone: str = "ViT-H-14-378-quickgelu"
+    name: str = 'cliprt'
+    backbone: str = 'ViT-H-14-378-quickgelu'
     backbone_config: dict[str, Any] | None = None
-    head: Literal["chunk", "discrete"] = "chunk"
+    head: Literal['chunk', 'discrete'] = 'chunk'
     chunk_size: int = 8
     action_dim: int = 7
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     action_head: HeadConfig = field(default_factory=HeadConfig)
-    vocabulary: str = "pretrain_50"
+    vocabulary: str = 'pretrain_50'
     prompt_template: str = DEFAULT_PROMPT
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.action_dim < 1:
-            raise ConfigError("chunk_size and action_dim must be >= 1")
-        if "{}" not in self.prompt_template:
+            raise ConfigError('chunk_size and action_dim must be >= 1')
+        if '{}' not in self.prompt_template:
             raise ConfigError("prompt_template must contain '{}' for the instruction")
 
     @property
@@ -74,7 +75,7 @@ def list_model_configs() -> list[str]:
 
 def model_config_path(name_or_path: str | os.PathLike) -> Path:
     """The YAML of a shipped model config name, or ``name_or_path`` itself if it is a file."""
-    return resolve_config_file("model", name_or_path, MODEL_CONFIG_DIR)
+    return resolve_config_file('model', name_or_path, MODEL_CONFIG_DIR)
 
 
 def load_model_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None

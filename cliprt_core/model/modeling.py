@@ -1,4 +1,5 @@
-"""The CLIP-RT policy network: open_clip towers + discrete primitive scoring or CLIP-RT+ chunks.
+"""
+The CLIP-RT policy network: open_clip towers + discrete primitive scoring or CLIP-RT+ chunks.
 
 What the outputs are trained on and turned into is the job of the heads (cliprt_core.heads); the
 network only knows whether it has the CLIP-RT+ action decoder.
@@ -7,19 +8,19 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from cliprt_core.model.action_decoder import ActionDecoder, MLPResNetHead
 from cliprt_core.model.backbone import build_backbone
 from cliprt_core.model.configuration import CLIPRTConfig
+import torch
+from torch import nn
+import torch.nn.functional as F
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
 
 class CLIPRT(nn.Module):
-    """CLIP-RT / CLIP-RT+.
+    """
+    CLIP-RT / CLIP-RT+.
 
     The per-query work is split so that text embeddings can be cached: ``encode_text`` runs once
     per instruction (or primitive phrase); ``predict_chunk`` / ``primitive_logits`` take the raw
@@ -36,7 +37,7 @@ class CLIPRT(nn.Module):
         self.embed_dim = backbone.embed_dim
         self.decoder: ActionDecoder | None = None
         self.action_head: MLPResNetHead | None = None
-        if config.head == "chunk":  # CLIP-RT+: the network of the chunk head
+        if config.head == 'chunk':  # CLIP-RT+: the network of the chunk head
             self.decoder = ActionDecoder(
                 vocab_size=backbone.vocab_size, width=backbone.text_width,
                 embed_dim=backbone.embed_dim, layers=config.decoder.layers,
@@ -78,7 +79,7 @@ class CLIPRT(nn.Module):
                       ) -> torch.Tensor:
         """CLIP-RT+: raw embeddings ``[B, D]`` -> action chunk ``[B, chunk_size, action_dim]``."""
         if self.decoder is None or self.action_head is None:
-            raise RuntimeError(f"model {self.config.name!r} has a discrete head, not a chunk decoder")
+            raise RuntimeError(f'model {self.config.name!r} has a discrete head, not a chunk decoder')
         tokens = self.decoder(F.normalize(image_embedding, dim=-1),
                               F.normalize(prompt_embedding, dim=-1))
         batch = tokens.shape[0]

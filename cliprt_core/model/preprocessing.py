@@ -1,4 +1,5 @@
-"""Image preprocessing as batched torch ops (runs on the model's device; no torchvision).
+"""
+Image preprocessing as batched torch ops (runs on the model's device; no torchvision).
 
 Eval: resize the shortest side to the model's size (bicubic, antialiased), center crop, CLIP
 normalisation. Training: RandomResizedCrop(scale 0.9-1.0, ratio 3/4-4/3, bicubic) instead.
@@ -22,7 +23,8 @@ def to_float_chw(images: torch.Tensor) -> torch.Tensor:
 
 
 def resize_shortest_side(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic antialiased resize of ``[B, 3, H, W]`` so that min(H, W) == size.
+    """
+    Bicubic antialiased resize of ``[B, 3, H, W]`` so that min(H, W) == size.
 
     The long side is ``int(size * long / short)``, as in torchvision's ``Resize(size)``.
     """
@@ -32,7 +34,7 @@ def resize_shortest_side(images: torch.Tensor, size: int) -> torch.Tensor:
         return images
     new_long = int(size * long / short)
     new_hw = (size, new_long) if height <= width else (new_long, size)
-    return F.interpolate(images, size=new_hw, mode="bicubic", antialias=True, align_corners=False)
+    return F.interpolate(images, size=new_hw, mode='bicubic', antialias=True, align_corners=False)
 
 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -69,7 +71,7 @@ def random_resized_crop(image: torch.Tensor, size: int, scale: tuple[float, floa
             crop_h, crop_w = height, int(round(height * ratio[1]))
         top, left = (height - crop_h) // 2, (width - crop_w) // 2
     crop = image[None, :, top:top + crop_h, left:left + crop_w]
-    return F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True,
+    return F.interpolate(crop, size=(size, size), mode='bicubic', antialias=True,
                          align_corners=False)[0]
 
 
@@ -103,7 +105,8 @@ def preprocess_eval(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def preprocess_train(image: torch.Tensor, size: int, generator: torch.Generator | None = None,
                      scale: tuple[float, float] = (0.9, 1.0)) -> torch.Tensor:
-    """uint8 ``[H, W, 3]`` -> augmented, *unnormalised* float ``[3, size, size]`` (for workers).
+    """
+    uint8 ``[H, W, 3]`` -> augmented, *unnormalised* float ``[3, size, size]`` (for workers).
 
     Normalisation is left to the training step on the GPU (``normalize``).
     """

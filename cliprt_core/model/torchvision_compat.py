@@ -1,4 +1,5 @@
-"""Make ``import open_clip`` work where torchvision's compiled ops cannot load.
+"""
+Make ``import open_clip`` work where torchvision's compiled ops cannot load.
 
 open_clip imports torchvision (directly and through timm). The only torchvision 0.28.0 wheel on
 PyPI is a CUDA build; against the CPU torch wheel its ``_C`` extension fails to load, and
@@ -13,25 +14,25 @@ patched.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
+import sys
 
 import torch
 
 _SCHEMAS = (
-    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    'nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor',
+    'qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor',
 )
 _library: torch.library.Library | None = None  # kept alive: dropping it unregisters the schemas
 patched = False
 
 
 def _extension_loads() -> bool:
-    spec = importlib.util.find_spec("torchvision")
+    spec = importlib.util.find_spec('torchvision')
     if spec is None or not spec.submodule_search_locations:
         return True  # no torchvision at all: nothing to patch
     for location in spec.submodule_search_locations:
-        for lib in Path(location).glob("_C*.so"):
+        for lib in Path(location).glob('_C*.so'):
             try:
                 torch.ops.load_library(str(lib))
                 return True
@@ -43,11 +44,11 @@ def _extension_loads() -> bool:
 def ensure_torchvision_importable() -> None:
     """Define torchvision's op schemas if its compiled extension cannot be loaded (idempotent)."""
     global _library, patched
-    if _library is not None or "torchvision" in sys.modules:
+    if _library is not None or 'torchvision' in sys.modules:
         return
     if _extension_loads():
         return
-    _library = torch.library.Library("torchvision", "DEF")
+    _library = torch.library.Library('torchvision', 'DEF')
     for schema in _SCHEMAS:
         _library.define(schema)
     patched = True

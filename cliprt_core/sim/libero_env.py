@@ -1,4 +1,5 @@
-"""One LIBERO task as an environment that follows the evaluation protocol.
+"""
+One LIBERO task as an environment that follows the evaluation protocol.
 
 ``LiberoTaskEnv(suite, task_id)`` owns a robosuite ``OffScreenRenderEnv``. ``reset(i)`` reseeds
 (from seed, suite, task and ``i`` only), resets, loads fixed initial state ``i`` and runs the
@@ -13,20 +14,19 @@ renders upside down and this wrapper is where simulator images enter cliprt.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import hashlib
 import io
-import random
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+import random
 
 from cliprt_core.orientation import libero_to_upright
 from cliprt_core.sim import protocol
 from cliprt_core.sim.libero_setup import import_libero
+import numpy as np
 
-AGENTVIEW = "agentview"
-WRIST = "robot0_eye_in_hand"
+AGENTVIEW = 'agentview'
+WRIST = 'robot0_eye_in_hand'
 
 
 class HorizonExceededError(RuntimeError):
@@ -45,15 +45,15 @@ class Observation:
     eef_quat: np.ndarray  # (4,) xyzw
 
     @classmethod
-    def from_robosuite(cls, raw: dict) -> "Observation":
-        wrist = raw.get(f"{WRIST}_image")
+    def from_robosuite(cls, raw: dict) -> 'Observation':
+        wrist = raw.get(f'{WRIST}_image')
         return cls(
-            agentview=libero_to_upright(raw[f"{AGENTVIEW}_image"]),
+            agentview=libero_to_upright(raw[f'{AGENTVIEW}_image']),
             wrist=None if wrist is None else libero_to_upright(wrist),
-            joint_states=np.asarray(raw["robot0_joint_pos"], dtype=np.float64).copy(),
-            gripper_states=np.asarray(raw["robot0_gripper_qpos"], dtype=np.float64).copy(),
-            eef_pos=np.asarray(raw["robot0_eef_pos"], dtype=np.float64).copy(),
-            eef_quat=np.asarray(raw["robot0_eef_quat"], dtype=np.float64).copy(),
+            joint_states=np.asarray(raw['robot0_joint_pos'], dtype=np.float64).copy(),
+            gripper_states=np.asarray(raw['robot0_gripper_qpos'], dtype=np.float64).copy(),
+            eef_pos=np.asarray(raw['robot0_eef_pos'], dtype=np.float64).copy(),
+            eef_quat=np.asarray(raw['robot0_eef_quat'], dtype=np.float64).copy(),
         )
 
 
@@ -77,14 +77,15 @@ class _BlankFrame:
 
     def __init__(self, shape: tuple[int, ...], real) -> None:
         self.frame = np.zeros(shape, dtype=np.uint8)
-        self.__modality__ = getattr(real, "__modality__", "image")
+        self.__modality__ = getattr(real, '__modality__', 'image')
 
     def __call__(self, obs_cache) -> np.ndarray:
         return self.frame
 
 
 class LiberoTaskEnv:
-    """One LIBERO task: fixed init states, settle steps, horizon, success, upright images.
+    """
+    One LIBERO task: fixed init states, settle steps, horizon, success, upright images.
 
     Not thread-safe, and thread-affine: robosuite renders with the OpenGL context current on the
     calling thread and ``reset`` recreates it there, so make every call (construction, reset,
@@ -99,11 +100,11 @@ class LiberoTaskEnv:
         self.suite = protocol.check_suite(suite)
         n_tasks = protocol.NUM_TASKS[suite]
         if not 0 <= int(task_id) < n_tasks:
-            raise ValueError(f"task_id {task_id} out of range for {suite} (0..{n_tasks - 1})")
+            raise ValueError(f'task_id {task_id} out of range for {suite} (0..{n_tasks - 1})')
         if camera_size < 8:
-            raise ValueError(f"camera_size must be >= 8 pixels, got {camera_size}")
+            raise ValueError(f'camera_size must be >= 8 pixels, got {camera_size}')
         if horizon is not None and horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+            raise ValueError(f'horizon must be >= 1, got {horizon}')
         self.task_id = int(task_id)
         self.camera_size = int(camera_size)
         self.seed = int(seed)
@@ -123,7 +124,7 @@ class LiberoTaskEnv:
         self.task_name: str = task.name
         #: The policy instruction: ``task.language`` (differs from the BDDL's own sentence).
         self.language: str = task.language
-        self.bddl_file = Path(libero.get_libero_path("bddl_files"), task.problem_folder,
+        self.bddl_file = Path(libero.get_libero_path('bddl_files'), task.problem_folder,
                               task.bddl_file)
         self.init_states = np.asarray(bench.get_task_init_states(self.task_id))
         cameras = [AGENTVIEW, WRIST] if self.wrist_camera else [AGENTVIEW]
@@ -161,8 +162,8 @@ class LiberoTaskEnv:
         self._steps = 0
         self.episode_seed = None
         if not 0 <= index < self.num_init_states:
-            raise IndexError(f"init state {index} out of range for {self.suite} task "
-                             f"{self.task_id} ({self.num_init_states} states)")
+            raise IndexError(f'init state {index} out of range for {self.suite} task '
+                             f'{self.task_id} ({self.num_init_states} states)')
         self.episode_seed = protocol.episode_seed(self.seed, self.suite, self.task_id, index)
         random.seed(self.episode_seed)
         self._env.seed(self.episode_seed)  # LIBERO: np.random.seed (object placement sampling)
@@ -186,17 +187,17 @@ class LiberoTaskEnv:
     def step(self, action: np.ndarray) -> StepResult:
         """Execute one 7-D action; raises once the episode ended (success or horizon)."""
         if not self._active:
-            raise RuntimeError("step() before reset()")
+            raise RuntimeError('step() before reset()')
         if self._success:
-            raise RuntimeError("step() after the episode already succeeded")
+            raise RuntimeError('step() after the episode already succeeded')
         if self._steps >= self.horizon:
-            raise HorizonExceededError(f"horizon of {self.horizon} policy steps is used up")
+            raise HorizonExceededError(f'horizon of {self.horizon} policy steps is used up')
         vector = np.asarray(action, dtype=np.float64)
         if vector.shape != (protocol.ACTION_DIM,):
-            raise ValueError(f"action must have shape ({protocol.ACTION_DIM},), "
-                             f"got {vector.shape}")
+            raise ValueError(f'action must have shape ({protocol.ACTION_DIM},), '
+                             f'got {vector.shape}')
         if not np.isfinite(vector).all():
-            raise ValueError(f"action has non-finite values: {vector}")
+            raise ValueError(f'action has non-finite values: {vector}')
         raw, reward, done, _ = self._env.step(vector.tolist())
         self._steps += 1
         self._success = bool(done)
@@ -207,17 +208,18 @@ class LiberoTaskEnv:
 
     @contextlib.contextmanager
     def _unseen_frames(self):
-        """Swap the camera sensors for a blank frame (no rendering) while frames are discarded.
+        """
+        Swap the camera sensors for a blank frame (no rendering) while frames are discarded.
 
         Only the sensor function changes: robosuite's sampling clock (which sub-step a frame is
         taken at) runs exactly as before, so the first frame rendered afterwards is the same.
         Relies on robosuite 1.4's ``Observable._sensor``; without it this is a no-op.
         """
-        observables = getattr(getattr(self._env, "env", None), "_observables", {})
+        observables = getattr(getattr(self._env, 'env', None), '_observables', {})
         swapped = []
         for camera in self._cameras:
-            observable = observables.get(f"{camera}_image")
-            if observable is None or not hasattr(observable, "_sensor"):
+            observable = observables.get(f'{camera}_image')
+            if observable is None or not hasattr(observable, '_sensor'):
                 continue
             shape = (self.camera_size, self.camera_size, 3)
             swapped.append((observable, observable._sensor))
@@ -238,16 +240,16 @@ class LiberoTaskEnv:
         return hashlib.sha1(state.tobytes()).hexdigest()[:16]
 
     def close(self) -> None:
-        env, self._env = getattr(self, "_env", None), None
+        env, self._env = getattr(self, '_env', None), None
         if env is not None:
             env.close()
 
-    def __enter__(self) -> "LiberoTaskEnv":
+    def __enter__(self) -> 'LiberoTaskEnv':
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"LiberoTaskEnv({self.suite!r}, task_id={self.task_id}, "
-                f"camera_size={self.camera_size}, horizon={self.horizon})")
+        return (f'LiberoTaskEnv({self.suite!r}, task_id={self.task_id}, '
+                f'camera_size={self.camera_size}, horizon={self.horizon})')

@@ -1,4 +1,5 @@
-"""The standard LIBERO evaluation protocol (OpenVLA / OpenVLA-OFT / CLIP-RT+), as constants.
+"""
+The standard LIBERO evaluation protocol (OpenVLA / OpenVLA-OFT / CLIP-RT+), as constants.
 
 - Suites of 10 tasks (libero_90: 90); 50 fixed initial states per task; episode ``i`` is
   ``env.reset()`` then ``env.set_init_state(init_states[i])``.
@@ -13,16 +14,16 @@ import numpy as np
 
 #: Max policy steps per suite (the longest successful demonstration, rounded up).
 HORIZONS: dict[str, int] = {
-    "libero_spatial": 220,
-    "libero_object": 280,
-    "libero_goal": 300,
-    "libero_10": 520,
-    "libero_90": 400,
+    'libero_spatial': 220,
+    'libero_object': 280,
+    'libero_goal': 300,
+    'libero_10': 520,
+    'libero_90': 400,
 }
 SUITES: tuple[str, ...] = tuple(HORIZONS)
 #: The four suites of the headline benchmark (libero_90 is the pretraining suite).
-STANDARD_SUITES: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
-NUM_TASKS: dict[str, int] = {"libero_90": 90, **dict.fromkeys(STANDARD_SUITES, 10)}
+STANDARD_SUITES: tuple[str, ...] = ('libero_spatial', 'libero_object', 'libero_goal', 'libero_10')
+NUM_TASKS: dict[str, int] = {'libero_90': 90, **dict.fromkeys(STANDARD_SUITES, 10)}
 NUM_INIT_STATES = 50
 NUM_DUMMY_STEPS = 10
 DUMMY_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
@@ -40,7 +41,8 @@ def check_suite(suite: str) -> str:
 
 
 def episode_seed(seed: int, suite: str, task_id: int, init_index: int) -> int:
-    """The RNG seed of one episode: a pure function of (seed, suite, task, init state).
+    """
+    The RNG seed of one episode: a pure function of (seed, suite, task, init state).
 
     Every episode reseeds before its reset, so its outcome never depends on which worker
     process ran it or on what that process ran before (parallel == sequential).

@@ -1,4 +1,5 @@
-"""The training configuration (one YAML file per experiment, ``config/train/*.yaml``).
+"""
+The training configuration (one YAML file per experiment, ``config/train/*.yaml``).
 
 Sections: ``model`` (a model config name or path, or a whole model config), ``init_checkpoint``
 / ``init_mode``, ``seed``, ``data`` (:class:`cliprt_core.data.DataConfig`), ``optim``, ``train``
@@ -8,8 +9,8 @@ first). Configs are frozen once loaded.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
+import os
 from typing import Any, Literal, Sequence
 
 from cliprt_core.config import ConfigError, load_config, read_yaml, to_dict
@@ -27,7 +28,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     warmup_steps: int = 1000
-    schedule: Literal["cosine", "constant"] = "cosine"
+    schedule: Literal['cosine', 'constant'] = 'cosine'
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     grad_clip: float | None = 1.0  # max global grad norm; null disables clipping
     fused: bool | None = None  # fused AdamW kernel; null: on CUDA and CPU
@@ -40,8 +41,8 @@ class TrainSection:
     max_steps: int = 10000
     global_batch_size: int = 128  # samples per optimizer step, over all ranks
     micro_batch_size: int | None = None  # max samples per forward per rank; null: global / ranks
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal['auto', 'bf16', 'fp32'] = 'auto'  # auto: bf16 autocast on CUDA, fp32 on CPU
+    device: Literal['auto', 'cpu', 'cuda'] = 'auto'
     num_threads: int | None = None  # torch intra-op threads of each training process (CPU)
     grad_checkpointing: bool = False  # recompute transformer activations in backward (memory)
 
@@ -50,7 +51,7 @@ class TrainSection:
 class LogConfig:
     """The run directory and what goes into it."""
 
-    output_dir: str = "runs"
+    output_dir: str = 'runs'
     run_name: str | None = None  # null: the config file's name
     log_every: int = 10  # steps per metrics.jsonl / TensorBoard record
     save_every: int = 1000  # steps per numbered checkpoint (0: only last / best)
@@ -64,9 +65,9 @@ class LogConfig:
 class TrainConfig:
     """A whole experiment."""
 
-    model: str | CLIPRTConfig = "cliprt-tiny"  # a model config name/path, or the config itself
+    model: str | CLIPRTConfig = 'cliprt-tiny'  # a model config name/path, or the config itself
     init_checkpoint: str | None = None  # cliprt / official checkpoint, hub id, or open_clip:<tag>
-    init_mode: Literal["full", "backbone"] = "full"  # backbone: copy only the CLIP towers
+    init_mode: Literal['full', 'backbone'] = 'full'  # backbone: copy only the CLIP towers
     seed: int = 7
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -76,54 +77,56 @@ class TrainConfig:
     def __post_init__(self) -> None:
         t, o, d, g = self.train, self.optim, self.data, self.log
         checks = [  # (valid, setting, value, rule)
-            (t.max_steps >= 1, "train.max_steps", t.max_steps, ">= 1"),
-            (t.global_batch_size >= 1, "train.global_batch_size", t.global_batch_size, ">= 1"),
-            (t.micro_batch_size is None or t.micro_batch_size >= 1, "train.micro_batch_size",
-             t.micro_batch_size, ">= 1 or null"),
-            (t.num_threads is None or t.num_threads >= 1, "train.num_threads", t.num_threads,
-             ">= 1 or null"),
-            (o.lr > 0, "optim.lr", o.lr, "> 0"),
-            (o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0"),
-            (all(0 <= b < 1 for b in o.betas), "optim.betas", list(o.betas), "in [0, 1)"),
-            (o.eps > 0, "optim.eps", o.eps, "> 0"),
-            (o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0"),
-            (0.0 <= o.min_lr_ratio <= 1.0, "optim.min_lr_ratio", o.min_lr_ratio, "in [0, 1]"),
-            (o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", o.grad_clip,
-             "> 0 or null"),
-            (g.log_every >= 1, "log.log_every", g.log_every, ">= 1"),
-            (g.save_every >= 0, "log.save_every", g.save_every, ">= 0"),
-            (g.eval_every >= 0, "log.eval_every", g.eval_every, ">= 0"),
-            (g.val_max_batches >= 0, "log.val_max_batches", g.val_max_batches, ">= 0"),
-            (0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "in [0, 1)"),
-            (d.num_workers >= 0, "data.num_workers", d.num_workers, ">= 0"),
-            (d.prefetch_factor >= 1, "data.prefetch_factor", d.prefetch_factor, ">= 1"),
-            (d.cache_mb >= 0, "data.cache_mb", d.cache_mb, ">= 0"),
-            (d.image_size is None or d.image_size >= 1, "data.image_size", d.image_size,
-             ">= 1 or null"),
+            (t.max_steps >= 1, 'train.max_steps', t.max_steps, '>= 1'),
+            (t.global_batch_size >= 1, 'train.global_batch_size', t.global_batch_size, '>= 1'),
+            (t.micro_batch_size is None or t.micro_batch_size >= 1, 'train.micro_batch_size',
+             t.micro_batch_size, '>= 1 or null'),
+            (t.num_threads is None or t.num_threads >= 1, 'train.num_threads', t.num_threads,
+             '>= 1 or null'),
+            (o.lr > 0, 'optim.lr', o.lr, '> 0'),
+            (o.weight_decay >= 0, 'optim.weight_decay', o.weight_decay, '>= 0'),
+            (all(0 <= b < 1 for b in o.betas), 'optim.betas', list(o.betas), 'in [0, 1)'),
+            (o.eps > 0, 'optim.eps', o.eps, '> 0'),
+            (o.warmup_steps >= 0, 'optim.warmup_steps', o.warmup_steps, '>= 0'),
+            (0.0 <= o.min_lr_ratio <= 1.0, 'optim.min_lr_ratio', o.min_lr_ratio, 'in [0, 1]'),
+            (o.grad_clip is None or o.grad_clip > 0, 'optim.grad_clip', o.grad_clip,
+             '> 0 or null'),
+            (g.log_every >= 1, 'log.log_every', g.log_every, '>= 1'),
+            (g.save_every >= 0, 'log.save_every', g.save_every, '>= 0'),
+            (g.eval_every >= 0, 'log.eval_every', g.eval_every, '>= 0'),
+            (g.val_max_batches >= 0, 'log.val_max_batches', g.val_max_batches, '>= 0'),
+            (0.0 <= d.val_fraction < 1.0, 'data.val_fraction', d.val_fraction, 'in [0, 1)'),
+            (d.num_workers >= 0, 'data.num_workers', d.num_workers, '>= 0'),
+            (d.prefetch_factor >= 1, 'data.prefetch_factor', d.prefetch_factor, '>= 1'),
+            (d.cache_mb >= 0, 'data.cache_mb', d.cache_mb, '>= 0'),
+            (d.image_size is None or d.image_size >= 1, 'data.image_size', d.image_size,
+             '>= 1 or null'),
             (d.max_demos_per_file is None or d.max_demos_per_file >= 1,
-             "data.max_demos_per_file", d.max_demos_per_file, ">= 1 or null"),
-            (0 < d.crop_scale[0] <= d.crop_scale[1] <= 1.0, "data.crop_scale",
-             list(d.crop_scale), "0 < low <= high <= 1"),
+             'data.max_demos_per_file', d.max_demos_per_file, '>= 1 or null'),
+            (0 < d.crop_scale[0] <= d.crop_scale[1] <= 1.0, 'data.crop_scale',
+             list(d.crop_scale), '0 < low <= high <= 1'),
         ]
         for ok, name, value, rule in checks:
             if not ok:
-                raise ConfigError(f"{name}={value}: must be {rule}")
+                raise ConfigError(f'{name}={value}: must be {rule}')
 
 
 def load_train_config(name_or_path: str | os.PathLike | None,
                       overrides: Sequence[str] = ()) -> TrainConfig:
-    """Load ``config/train/<name>.yaml`` (or a path), apply overrides; run_name defaults to the
-    file's name."""
-    path = None if name_or_path is None else resolve_config_file("train", name_or_path)
+    """
+    Load ``config/train/<name>.yaml`` (or a path), apply overrides; run_name defaults to the
+    file's name.
+    """
+    path = None if name_or_path is None else resolve_config_file('train', name_or_path)
     data: dict[str, Any] = {} if path is None else read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    if any(o.partition("=")[0].strip().startswith("model.") for o in overrides):
-        data["model"] = _expanded_model(data.get("model", TrainConfig.model))
+        raise ConfigError(f'{path}: top level must be a mapping')
+    if any(o.partition('=')[0].strip().startswith('model.') for o in overrides):
+        data['model'] = _expanded_model(data.get('model', TrainConfig.model))
     try:
         config = load_config(TrainConfig, data, overrides)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+        raise ConfigError(f'{path}: {exc}' if path else str(exc)) from None
     if path is not None and config.log.run_name is None:
         config = replace(config, log=replace(config.log, run_name=path.stem))
     return config
@@ -141,5 +144,5 @@ def _expanded_model(model: Any) -> dict[str, Any]:
     if isinstance(model, dict):
         return model
     if not isinstance(model, str):
-        raise ConfigError(f"model: expected a model config name or mapping, got {model!r}")
+        raise ConfigError(f'model: expected a model config name or mapping, got {model!r}')
     return to_dict(load_model_config(model))

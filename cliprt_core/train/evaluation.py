@@ -1,4 +1,5 @@
-"""Validation pass of the trainer: the head's sums over each rank's shard, all-reduced, then the
+"""
+Validation pass of the trainer: the head's sums over each rank's shard, all-reduced, then the
 head's metrics (``val_loss``, ``val_samples`` and head-specific ones).
 
 Runs the unwrapped training forward (no DDP hooks) with the model in eval mode.
@@ -8,12 +9,11 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable
 
-import torch
-from torch import nn
-
 from cliprt_core.heads import Head
 from cliprt_core.heads.base import Batch
 from cliprt_core.train.distributed import all_reduce_sum
+import torch
+from torch import nn
 
 
 @torch.no_grad()
@@ -37,6 +37,6 @@ def validate(head: Head, model: nn.Module, batches: Iterable[Batch],
         model.train()
     all_reduce_sum(sums)
     totals = dict(zip(names, sums.tolist()))
-    if totals["samples"] == 0:
-        return {"val_loss": float("nan"), "val_samples": 0.0}
+    if totals['samples'] == 0:
+        return {'val_loss': float('nan'), 'val_samples': 0.0}
     return head.validation_metrics(totals)

@@ -1,4 +1,5 @@
-"""The run directory of an experiment, written by rank 0 only, every file atomically.
+"""
+The run directory of an experiment, written by rank 0 only, every file atomically.
 
 ::
 
@@ -29,12 +30,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cliprt_core.atomic import (append_jsonl, atomic_write_text, clean_stale_temp_files,
                                 repair_jsonl)
 from cliprt_core.checkpoint.io import atomic_torch_save
 from cliprt_core.config import to_dict
+import yaml
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,12 @@ class RunDir:
     def __init__(self, path: str | Path, is_main: bool = True, tensorboard: bool = True) -> None:
         self.path = Path(path)
         self.is_main = is_main
-        self.checkpoints = self.path / "checkpoints"
-        self.metrics_file = self.path / "metrics.jsonl"
-        self.val_file = self.path / "val_metrics.jsonl"
-        self.config_file = self.path / "config.yaml"
-        self.last = self.checkpoints / "last.pt"
-        self.best = self.checkpoints / "best.pt"
+        self.checkpoints = self.path / 'checkpoints'
+        self.metrics_file = self.path / 'metrics.jsonl'
+        self.val_file = self.path / 'val_metrics.jsonl'
+        self.config_file = self.path / 'config.yaml'
+        self.last = self.checkpoints / 'last.pt'
+        self.best = self.checkpoints / 'best.pt'
         self._tensorboard = tensorboard
         self._writer = None
 
@@ -58,8 +58,10 @@ class RunDir:
         return self.last.is_file()
 
     def create(self, config: Any, fresh: bool = True) -> None:
-        """Make the folders and write the resolved config (after removing stale temporary files
-        and, for a ``fresh`` run, moving an earlier run's leftovers aside)."""
+        """
+        Make the folders and write the resolved config (after removing stale temporary files
+        and, for a ``fresh`` run, moving an earlier run's leftovers aside).
+        """
         if not self.is_main:
             return
         for folder in (self.path, self.checkpoints):
@@ -72,30 +74,32 @@ class RunDir:
     def _own_files(self) -> list[Path]:
         """What the trainer writes into the run folder (other files there are never touched)."""
         names = [self.config_file, self.metrics_file, self.val_file, self.checkpoints,
-                 self.path / "tb", self.metrics_file.with_suffix(".corrupt.jsonl"),
-                 self.val_file.with_suffix(".corrupt.jsonl")]
+                 self.path / 'tb', self.metrics_file.with_suffix('.corrupt.jsonl'),
+                 self.val_file.with_suffix('.corrupt.jsonl')]
         return [p for p in names if p.exists()]
 
     def archive_leftovers(self) -> Path | None:
-        """Move the files of an earlier run without ``last.pt`` into ``previous-<UTC time>/``.
+        """
+        Move the files of an earlier run without ``last.pt`` into ``previous-<UTC time>/``.
 
         A folder holding only its config.yaml (a run that failed before its first step) is just
-        reused. Returns the archive folder, if one was made."""
+        reused. Returns the archive folder, if one was made.
+        """
         if self.has_checkpoint():
             return None
         own = self._own_files()
         if all(p == self.config_file or (p.is_dir() and not any(p.iterdir())) for p in own):
             return None
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        archive, number = self.path / f"previous-{stamp}", 1
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+        archive, number = self.path / f'previous-{stamp}', 1
         while archive.exists():
             number += 1
-            archive = self.path / f"previous-{stamp}-{number}"
+            archive = self.path / f'previous-{stamp}-{number}'
         archive.mkdir()
         for item in own:
             item.rename(archive / item.name)
-        log.warning("%s held files of an earlier run that saved no checkpoint; moved them to %s "
-                    "and starting afresh", self.path, archive)
+        log.warning('%s held files of an earlier run that saved no checkpoint; moved them to %s '
+                    'and starting afresh', self.path, archive)
         return archive
 
     def writer(self):
@@ -105,40 +109,42 @@ class RunDir:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard not installed: metrics.jsonl still has everything
-                log.warning("tensorboard is not installed; writing metrics.jsonl only")
+                log.warning('tensorboard is not installed; writing metrics.jsonl only')
                 self._tensorboard = False
                 return None
-            self._writer = SummaryWriter(log_dir=str(self.path / "tb"))
+            self._writer = SummaryWriter(log_dir=str(self.path / 'tb'))
         return self._writer
 
-    def log_metrics(self, record: dict[str, Any], prefix: str = "train") -> None:
+    def log_metrics(self, record: dict[str, Any], prefix: str = 'train') -> None:
         """Append to metrics.jsonl (or val_metrics.jsonl) and TensorBoard."""
         if not self.is_main:
             return
-        append_jsonl(self.metrics_file if prefix == "train" else self.val_file, record)
+        append_jsonl(self.metrics_file if prefix == 'train' else self.val_file, record)
         writer = self.writer()
         if writer is not None:
             for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+                if key != 'step' and isinstance(value, (int, float)):
+                    writer.add_scalar(f'{prefix}/{key}', value, record['step'])
             writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop records newer than ``step`` (written after the checkpoint a resume starts from);
-        torn or corrupted lines move to ``<name>.corrupt.jsonl``."""
+        """
+        Drop records newer than ``step`` (written after the checkpoint a resume starts from);
+        torn or corrupted lines move to ``<name>.corrupt.jsonl``.
+        """
         if not self.is_main:
             return
         for file in (self.metrics_file, self.val_file):
             if not file.exists():
                 continue
-            records, bad = repair_jsonl(file, file.with_suffix(".corrupt.jsonl"),
-                                        valid=lambda r: isinstance(r.get("step"), int))
+            records, bad = repair_jsonl(file, file.with_suffix('.corrupt.jsonl'),
+                                        valid=lambda r: isinstance(r.get('step'), int))
             if bad:
-                log.warning("%s: moved %d torn or corrupted line(s) to %s", file, len(bad),
-                            file.with_suffix(".corrupt.jsonl").name)
-            kept = [r for r in records if r["step"] <= step]
+                log.warning('%s: moved %d torn or corrupted line(s) to %s', file, len(bad),
+                            file.with_suffix('.corrupt.jsonl').name)
+            kept = [r for r in records if r['step'] <= step]
             if len(kept) != len(records):
-                atomic_write_text(file, "".join(json.dumps(r) + "\n" for r in kept))
+                atomic_write_text(file, ''.join(json.dumps(r) + '\n' for r in kept))
 
     def save(self, payload: dict[str, Any], name: str) -> Path | None:
         """Atomically write ``checkpoints/<name>``."""

@@ -1,4 +1,5 @@
-"""Stopping a training run on SIGTERM / SIGINT without losing it.
+"""
+Stopping a training run on SIGTERM / SIGINT without losing it.
 
 What systemd, SLURM, containers and ``kill -- -PGID`` send reaches the whole process group:
 the trainer *and* its DataLoader workers. The main process turns the signal into a stop request
@@ -8,15 +9,15 @@ keep serving batches until the main process shuts them down.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import logging
 import signal
 import threading
-from contextlib import contextmanager
 from typing import Iterator
 
 from cliprt_core.data.loader import STOP_SIGNALS
 
-log = logging.getLogger("cliprt.train")
+log = logging.getLogger('cliprt.train')
 
 
 def exit_code(signum: int) -> int:
@@ -51,7 +52,8 @@ def interrupt_on_signals() -> Iterator[None]:
 
 
 class StopRequest:
-    """SIGTERM / SIGINT handlers that record a stop request instead of killing the process.
+    """
+    SIGTERM / SIGINT handlers that record a stop request instead of killing the process.
 
     A second SIGINT (Ctrl-C twice) raises KeyboardInterrupt: the user wants out now, without
     waiting for the save (the previous checkpoint is kept; saves are atomic).
@@ -74,10 +76,10 @@ class StopRequest:
             raise KeyboardInterrupt
         if self.signum is None:
             self.signum = int(signum)
-            log.warning("%s received: saving checkpoints/last.pt at the end of this step, then "
-                        "stopping", signal.Signals(signum).name)
+            log.warning('%s received: saving checkpoints/last.pt at the end of this step, then '
+                        'stopping', signal.Signals(signum).name)
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> 'StopRequest':
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
         return self

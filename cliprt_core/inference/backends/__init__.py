@@ -1,4 +1,5 @@
-"""Inference backends for the per-query graph: eager torch, torch.compile, ONNX Runtime, TensorRT.
+"""
+Inference backends for the per-query graph: eager torch, torch.compile, ONNX Runtime, TensorRT.
 
 A backend is a callable ``(pixels [B,3,S,S], prompt_embeddings [B,D]) -> output`` built from a
 :class:`~cliprt_core.inference.policy.Policy`, with a ``name`` and ``describe()``. The policy
@@ -15,12 +16,12 @@ import inspect
 import typing
 from typing import Any
 
-from cliprt_core.inference.backends.errors import (
-    BackendError, BackendUnavailableError, EngineMismatchError, UnknownBackendError)
+from cliprt_core.inference.backends.errors import (BackendError, BackendUnavailableError,
+                                                   EngineMismatchError, UnknownBackendError)
 from cliprt_core.inference.settings import Backend
 
-__all__ = ["BACKENDS", "BackendError", "BackendUnavailableError", "EngineMismatchError",
-           "UnknownBackendError", "backend_class", "create_backend"]
+__all__ = ['BACKENDS', 'BackendError', 'BackendUnavailableError', 'EngineMismatchError',
+           'UnknownBackendError', 'backend_class', 'create_backend']
 
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 
@@ -28,10 +29,10 @@ BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 def _locations() -> dict[str, tuple[str, str]]:
     package = __name__
     return {
-        "torch": (f"{package}.torch_eager", "EagerBackend"),
-        "compile": (f"{package}.compiled", "CompiledBackend"),
-        "onnx": (f"{package}.onnxruntime_backend", "OnnxRuntimeBackend"),
-        "tensorrt": (f"{package}.tensorrt_runtime", "TensorRTBackend"),
+        'torch': (f'{package}.torch_eager', 'EagerBackend'),
+        'compile': (f'{package}.compiled', 'CompiledBackend'),
+        'onnx': (f'{package}.onnxruntime_backend', 'OnnxRuntimeBackend'),
+        'tensorrt': (f'{package}.tensorrt_runtime', 'TensorRTBackend'),
     }
 
 
@@ -39,20 +40,22 @@ def backend_class(name: str) -> type:
     """The class implementing backend ``name`` (imports only that backend's module)."""
     locations = _locations()
     if name not in locations:
-        raise UnknownBackendError(f"unknown backend {name!r}; choose one of {list(locations)}")
+        raise UnknownBackendError(f'unknown backend {name!r}; choose one of {list(locations)}')
     module, attribute = locations[name]
     return getattr(importlib.import_module(module), attribute)
 
 
 def create_backend(name: str, policy: Any, **options: Any) -> Any:
-    """Build backend ``name`` for ``policy``. Raises :class:`UnknownBackendError` (bad name or
+    """
+    Build backend ``name`` for ``policy``. Raises :class:`UnknownBackendError` (bad name or
     option), :class:`BackendUnavailableError` (not installed / needs a GPU) or
-    :class:`EngineMismatchError` (stale ONNX file or engine)."""
+    :class:`EngineMismatchError` (stale ONNX file or engine).
+    """
     cls = backend_class(name)
     parameters = inspect.signature(cls.__init__).parameters
-    accepted = [p for p in parameters if p not in ("self", "policy")]
+    accepted = [p for p in parameters if p not in ('self', 'policy')]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise UnknownBackendError(f"backend {name!r} has no option(s) {unknown}; "
-                                  f"its options are {accepted}")
+        raise UnknownBackendError(f'backend {name!r} has no option(s) {unknown}; '
+                                  f'its options are {accepted}')
     return cls(policy, **options)

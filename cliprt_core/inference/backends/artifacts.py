@@ -1,4 +1,5 @@
-"""Identity of the per-query graph (weights fingerprint, I/O signature) and the artifact cache.
+"""
+Identity of the per-query graph (weights fingerprint, I/O signature) and the artifact cache.
 
 Exported ONNX files and TensorRT engines are derived from the weights: they are cached under a
 key that includes a sha256 of every tensor the graph uses, so a file built from other weights is
@@ -17,22 +18,22 @@ import torch
 
 FORMAT_VERSION = 1  # bump when the exported graph's I/O contract changes
 
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+DTYPE_NAMES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16'}
 DTYPES_BY_NAME = {name: dtype for dtype, name in DTYPE_NAMES.items()}
-DTYPES_BY_NAME.update({"float32": torch.float32, "float16": torch.float16,
-                       "bfloat16": torch.bfloat16, "half": torch.float16})
+DTYPES_BY_NAME.update({'float32': torch.float32, 'float16': torch.float16,
+                       'bfloat16': torch.bfloat16, 'half': torch.float16})
 
 
 def parse_dtype(value: str | torch.dtype) -> torch.dtype:
     """``'fp32' | 'fp16' | 'bf16'`` (or a torch dtype) -> torch dtype."""
     if isinstance(value, torch.dtype):
         if value not in DTYPE_NAMES:
-            raise ValueError(f"unsupported dtype {value}; use fp32, fp16 or bf16")
+            raise ValueError(f'unsupported dtype {value}; use fp32, fp16 or bf16')
         return value
     try:
         return DTYPES_BY_NAME[str(value).lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {value!r}; use fp32, fp16 or bf16") from None
+        raise ValueError(f'unknown dtype {value!r}; use fp32, fp16 or bf16') from None
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -41,15 +42,16 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def default_cache_dir() -> Path:
     """``$CLIPRT_CACHE_DIR``, else ``$XDG_CACHE_HOME/cliprt``, else ``~/.cache/cliprt``."""
-    env = os.environ.get("CLIPRT_CACHE_DIR")
+    env = os.environ.get('CLIPRT_CACHE_DIR')
     if env:
         return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "cliprt"
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    return (Path(xdg) if xdg else Path.home() / '.cache') / 'cliprt'
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
-    """sha256 over name, dtype, shape and bytes of every parameter and buffer of ``module``.
+    """
+    sha256 over name, dtype, shape and bytes of every parameter and buffer of ``module``.
 
     Includes non-persistent buffers (the head's text embeddings, e.g. primitives). Tensors are
     hashed in their current dtype, so the fingerprint of a bf16 policy differs from fp32's.
@@ -61,7 +63,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     for name, tensor in sorted(tensors, key=lambda item: item[0]):
         if tensor is None:
             continue
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(f'{name}|{tensor.dtype}|{tuple(tensor.shape)}|'.encode())
         key = id(tensor)
         if key in seen:  # tied weights: hash the bytes once, the name every time
             continue
@@ -76,16 +78,16 @@ def graph_signature(policy: Any) -> dict[str, Any]:
     """What the exported graph looks like from outside: names, shapes (batch dynamic), dtype."""
     head = policy.head
     return {
-        "format_version": FORMAT_VERSION,
-        "model": policy.config.name,
-        "head": head.name,
-        "dtype": dtype_name(policy.dtype),
-        "image_size": int(policy.model.image_size),
-        "embed_dim": int(policy.model.embed_dim),
-        "inputs": {"pixels": ["batch", 3, int(policy.model.image_size),
+        'format_version': FORMAT_VERSION,
+        'model': policy.config.name,
+        'head': head.name,
+        'dtype': dtype_name(policy.dtype),
+        'image_size': int(policy.model.image_size),
+        'embed_dim': int(policy.model.embed_dim),
+        'inputs': {'pixels': ['batch', 3, int(policy.model.image_size),
                               int(policy.model.image_size)],
-                   "prompt_embeddings": ["batch", int(policy.model.embed_dim)]},
-        "output": {head.output_name: ["batch", *head.output_shape]},
+                   'prompt_embeddings': ['batch', int(policy.model.embed_dim)]},
+        'output': {head.output_name: ['batch', *head.output_shape]},
     }
 
 
@@ -96,13 +98,13 @@ def output_name(policy: Any) -> str:
 
 def artifact_key(fields: dict[str, Any]) -> str:
     """A short, stable key (hex) from a JSON-serialisable dict of key fields."""
-    blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    blob = json.dumps(fields, sort_keys=True, separators=(',', ':')).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(path, 'rb') as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -110,5 +112,5 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 def mismatches(found: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     """Human-readable differences ``field: found != expected`` over the expected fields."""
-    return [f"{name}: {found.get(name)!r} != expected {value!r}"
+    return [f'{name}: {found.get(name)!r} != expected {value!r}'
             for name, value in expected.items() if found.get(name) != value]

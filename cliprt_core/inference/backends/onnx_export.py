@@ -1,4 +1,5 @@
-"""Export the per-query graph to ONNX: ``(pixels, prompt_embeddings) -> chunk | scores``.
+"""
+Export the per-query graph to ONNX: ``(pixels, prompt_embeddings) -> chunk | scores``.
 
 The batch dimension is dynamic; the cached instruction embeddings are an *input*, so a new
 instruction costs one text encode and never a re-export. The graph is exported in the policy's
@@ -12,22 +13,21 @@ the ONNX ``metadata_props`` so a stale file is detected before it is used.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import json
 import os
+from pathlib import Path
 import shutil
 import tempfile
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
-
-import torch
+import warnings
 
 from cliprt_core.inference.backends.artifacts import (graph_signature, output_name,
                                                       weights_fingerprint)
 from cliprt_core.inference.backends.errors import BackendUnavailableError, EngineMismatchError
+import torch
 
-META_PREFIX = "cliprt."
+META_PREFIX = 'cliprt.'
 DEFAULT_OPSET = 17  # LayerNormalization is a single op from opset 17 (TensorRT fuses it)
 PROTOBUF_LIMIT = 2 ** 31 - 1
 
@@ -44,13 +44,15 @@ def import_onnx():
 def graph_metadata(policy: Any, fingerprint: str | None = None) -> dict[str, Any]:
     """The identity written into (and checked against) an exported ONNX file."""
     meta = graph_signature(policy)
-    meta["weights_sha256"] = fingerprint or weights_fingerprint(policy.graph)
+    meta['weights_sha256'] = fingerprint or weights_fingerprint(policy.graph)
     return meta
 
 
 class _Float32Conv(torch.nn.Module):
-    """A Conv2d computed in fp32 inside a bf16 graph: ONNX has no bf16 Conv before opset 22,
-    and the TorchScript exporter stops at opset 20 (the patch embedding is a tiny part)."""
+    """
+    A Conv2d computed in fp32 inside a bf16 graph: ONNX has no bf16 Conv before opset 22,
+    and the TorchScript exporter stops at opset 20 (the patch embedding is a tiny part).
+    """
 
     def __init__(self, conv: torch.nn.Conv2d) -> None:
         super().__init__()
@@ -82,9 +84,11 @@ def _bf16_convolutions_in_fp32(graph: torch.nn.Module, dtype: torch.dtype) -> It
 
 @contextmanager
 def _exportable() -> Iterator[None]:
-    """Trace the plain ops: nn.MultiheadAttention's inference fast path (taken under no_grad /
-    inference_mode) is a fused op that has no ONNX symbolic."""
-    mha = getattr(torch.backends, "mha", None)
+    """
+    Trace the plain ops: nn.MultiheadAttention's inference fast path (taken under no_grad /
+    inference_mode) is a fused op that has no ONNX symbolic.
+    """
+    mha = getattr(torch.backends, 'mha', None)
     previous = mha.get_fastpath_enabled() if mha is not None else None
     try:
         if mha is not None:
@@ -99,14 +103,15 @@ def _exportable() -> Iterator[None]:
 def export_onnx(policy: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 example_batch: int = 2, external_data: bool | None = None,
                 fingerprint: str | None = None) -> Path:
-    """Export ``policy.graph`` to ``path`` (atomically) and return the path.
+    """
+    Export ``policy.graph`` to ``path`` (atomically) and return the path.
 
     ``external_data``: store the weights in ``<path>.data`` next to the model (required above
     the 2 GB protobuf limit, e.g. ViT-H CLIP-RT+; ``None`` decides automatically).
     """
     onnx = import_onnx()
     if example_batch < 2:
-        raise ValueError("export with an example batch >= 2 (a batch of 1 can be baked in)")
+        raise ValueError('export with an example batch >= 2 (a batch of 1 can be baked in)')
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = graph_metadata(policy, fingerprint)
@@ -115,16 +120,16 @@ def export_onnx(policy: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OP
     prompts = torch.randn(example_batch, policy.model.embed_dim, device=policy.device,
                           dtype=policy.dtype)
     out = output_name(policy)
-    axes = {"pixels": {0: "batch"}, "prompt_embeddings": {0: "batch"}, out: {0: "batch"}}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    axes = {'pixels': {0: 'batch'}, 'prompt_embeddings': {0: 'batch'}, out: {0: 'batch'}}
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', dir=target.parent))
     try:
-        raw = tmp / "raw.onnx"
+        raw = tmp / 'raw.onnx'
         with _exportable(), _bf16_convolutions_in_fp32(policy.graph, policy.dtype), \
                 warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter notice
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # open_clip's shape checks
+            warnings.simplefilter('ignore', DeprecationWarning)  # legacy exporter notice
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)  # open_clip's shape checks
             torch.onnx.export(policy.graph, (pixels, prompts), str(raw), dynamo=False,
-                              input_names=["pixels", "prompt_embeddings"], output_names=[out],
+                              input_names=['pixels', 'prompt_embeddings'], output_names=[out],
                               dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
         model = onnx.load(str(raw), load_external_data=True)
         model.doc_string = f"cliprt per-query graph of {meta['model']} ({meta['head']} head)"
@@ -136,7 +141,7 @@ def export_onnx(policy: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OP
         if external_data is None:
             weight_bytes = sum(p.numel() * p.element_size() for p in policy.graph.parameters())
             external_data = weight_bytes > PROTOBUF_LIMIT // 2
-        data_name = target.name + ".data"
+        data_name = target.name + '.data'
         staged = tmp / target.name
         if external_data:
             onnx.save_model(model, str(staged), save_as_external_data=True,
@@ -156,7 +161,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises various errors on garbage
-        raise EngineMismatchError(f"{path}: not a readable ONNX file ({exc})") from exc
+        raise EngineMismatchError(f'{path}: not a readable ONNX file ({exc})') from exc
     meta: dict[str, Any] = {}
     for entry in model.metadata_props:
         if entry.key.startswith(META_PREFIX):
@@ -172,9 +177,9 @@ def onnx_input_dtype(path: str | os.PathLike) -> str:
     """Element type of the ``pixels`` input: 'fp32' | 'fp16' | 'bf16'."""
     onnx = import_onnx()
     model = onnx.load(str(path), load_external_data=False)
-    names = {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16",
-             onnx.TensorProto.BFLOAT16: "bf16"}
+    names = {onnx.TensorProto.FLOAT: 'fp32', onnx.TensorProto.FLOAT16: 'fp16',
+             onnx.TensorProto.BFLOAT16: 'bf16'}
     for value in model.graph.input:
-        if value.name == "pixels":
-            return names.get(value.type.tensor_type.elem_type, "unknown")
+        if value.name == 'pixels':
+            return names.get(value.type.tensor_type.elem_type, 'unknown')
     raise EngineMismatchError(f"{path}: no 'pixels' input; not a cliprt per-query graph")

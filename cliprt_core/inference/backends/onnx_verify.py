@@ -1,4 +1,5 @@
-"""Check an exported ONNX graph against the torch graph it came from.
+"""
+Check an exported ONNX graph against the torch graph it came from.
 
 ONNX Runtime runs the file on random inputs at batch sizes 1 and 3 (the batch is dynamic, so a
 batch baked in at export shows up as a shape error) and its output is compared with
@@ -10,10 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+from cliprt_core.inference.backends.errors import BackendError
 import numpy as np
 import torch
-
-from cliprt_core.inference.backends.errors import BackendError
 
 VERIFY_BATCHES = (1, 3)
 TOLERANCES = {torch.float32: 1e-3, torch.float16: 5e-2}
@@ -42,14 +42,15 @@ def onnx_max_abs_diff(policy: Any, path: str | os.PathLike,
             got = backend(pixels, prompts).float().cpu().numpy()
             if got.shape != expected.shape:
                 raise OnnxVerificationError(
-                    f"ONNX output shape {got.shape} != torch {expected.shape}")
+                    f'ONNX output shape {got.shape} != torch {expected.shape}')
             worst = max(worst, float(np.abs(got - expected).max()))
     return worst
 
 
 def verify_onnx(policy: Any, path: str | os.PathLike, tolerance: float | None = None
                 ) -> float | None:
-    """Check ``path`` against ``policy`` and return the max abs difference.
+    """
+    Check ``path`` against ``policy`` and return the max abs difference.
 
     ``tolerance`` defaults to 1e-3 for fp32 graphs and 5e-2 for fp16 ones. Returns ``None``
     (nothing checked) for bf16 graphs; raises :class:`OnnxVerificationError` on a mismatch.
@@ -61,5 +62,5 @@ def verify_onnx(policy: Any, path: str | os.PathLike, tolerance: float | None = 
     diff = onnx_max_abs_diff(policy, path)
     if diff > tolerance:
         raise OnnxVerificationError(
-            f"ONNX Runtime disagrees with torch: max |diff| {diff:.3g} > {tolerance}")
+            f'ONNX Runtime disagrees with torch: max |diff| {diff:.3g} > {tolerance}')
     return diff

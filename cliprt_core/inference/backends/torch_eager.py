@@ -1,25 +1,26 @@
-"""Eager torch backend: the per-query graph as it is (the reference every backend is checked
-against)."""
+"""
+Eager torch backend: the per-query graph as it is (the reference every backend is checked
+against).
+"""
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from cliprt_core.inference.backends.artifacts import dtype_name
+import torch
 
 
 class EagerBackend:
     """``backend='torch'`` (no options)."""
 
-    name = "torch"
+    name = 'torch'
 
     def __init__(self, policy: Any) -> None:
         self.graph = policy.graph
         self.dtype = policy.dtype
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "dtype": dtype_name(self.dtype)}
+        return {'backend': self.name, 'dtype': dtype_name(self.dtype)}
 
     def __call__(self, pixels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         return self.graph(pixels, prompts)
