@@ -5,7 +5,7 @@ The temporary file is ``.<name>.<8 random characters>.tmp`` next to the target a
 with the user's umask (like any other file). A process killed mid-write can leave one behind:
 :func:`clean_stale_temp_files` removes them (the trainer and the evaluation call it when a run
 starts or resumes). A full disk raises :class:`DiskFullError` naming the file; the previous
-version of the file is kept. Torch-free on purpose (``cliprt_core.checkpoint.io`` saves tensors).
+version of the file is kept. Torch-free on purpose (``cliprt_core.checkpoint.torch_files`` saves tensors).
 """
 from __future__ import annotations
 

@@ -29,13 +29,13 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = '') -> Any:
+def setting(default: Any = dataclasses.MISSING, description: str = '') -> Any:
     """
-    A config field with its help text (shown by CLI flags, node parameters, launch args).
+    Declare a config field with its help text (for CLI flags, node parameters, launch args).
 
     Mutable defaults (lists, dicts) are copied per instance.
     """
-    metadata = {'help': help}
+    metadata = {'description': description}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
                                  metadata=metadata)
@@ -48,24 +48,25 @@ class Leaf:
 
     name: str  # the flat name: CLI flag (--name), ROS parameter and launch argument
     path: tuple[str, ...]  # where it lives in the nested config
-    type: Any
+    annotation: Any  # the field's type
     default: Any
-    help: str
+    description: str  # the help text
 
     @property
     def base_type(self) -> Any:
         """The type without ``None`` (``int | None`` -> ``int``)."""
-        args = [a for a in typing.get_args(self.type) if a is not type(None)]
-        if typing.get_origin(self.type) in (typing.Union, types.UnionType) and len(args) == 1:
+        args = [a for a in typing.get_args(self.annotation) if a is not type(None)]
+        union = typing.get_origin(self.annotation) in (typing.Union, types.UnionType)
+        if union and len(args) == 1:
             return args[0]
-        return self.type
+        return self.annotation
 
     @property
     def optional(self) -> bool:
-        return type(None) in typing.get_args(self.type)
+        return type(None) in typing.get_args(self.annotation)
 
     def parse(self, text: str) -> Any:
-        """The typed value of ``text`` (a launch argument or flag); ConfigError if invalid."""
+        """Parse ``text`` (a launch argument or flag) into this setting's type (or ConfigError)."""
         base = self.base_type
         value: Any = text
         if not (base is str or self.choices or str in typing.get_args(base)):
@@ -73,7 +74,7 @@ class Leaf:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 raise ConfigError(f'{self.name}: cannot parse {text!r}: {exc}') from None
-        return _coerce(self.type, value, self.name)
+        return _coerce(self.annotation, value, self.name)
 
     @property
     def choices(self) -> tuple[Any, ...] | None:
@@ -108,7 +109,7 @@ def _walk(cls: type, prefix: tuple[str, ...]):
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        yield Leaf(f.name, prefix + (f.name,), tp, default, f.metadata.get('help', ''))
+        yield Leaf(f.name, prefix + (f.name,), tp, default, f.metadata.get('description', ''))
 
 
 def nest(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
@@ -263,7 +264,9 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 errors.append(str(exc))
                 if isinstance(value, Mapping) and dataclasses.is_dataclass(arg):
                     raise  # a mapping meant for this config class: its own error is the one
-        raise ConfigError(errors[0] if len(errors) == 1 else f'{path}: {value!r} matches none of {tp}')
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f'{path}: {value!r} matches none of {tp}')
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -276,7 +279,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f'{path}: expected {len(args)} items, got {len(value)}')
-            return tuple(_coerce(a, v, f'{path}[{i}]') for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_coerce(a, v, f'{path}[{i}]')
+                         for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else Any
         items = [_coerce(item, v, f'{path}[{i}]') for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

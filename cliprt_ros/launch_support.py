@@ -21,7 +21,7 @@ EVAL_ARGUMENTS = ('suite', 'tasks', 'episodes', 'max_steps', 'results_dir', 'vid
 def argument_descriptions(names):
     """``[(name, description)]`` of launch arguments for the settings ``names``."""
     found = {**leaves(BridgeConfig, BRIDGE_EXCLUDED), **leaves(PolicyNodeConfig)}
-    return [(name, f'{found[name].help} [default: from params_file]') for name in names]
+    return [(name, f'{found[name].description} [default: from params_file]') for name in names]
 
 
 def policy_overrides(configurations):

@@ -24,7 +24,7 @@ def declare_config(node, cls, exclude=(), dynamic=()):
     """Declare one parameter per setting of ``cls``; raise ConfigError for unknown overrides."""
     for leaf in leaves(cls, exclude).values():
         node.declare_parameter(leaf.name, to_parameter(leaf, leaf.default), ParameterDescriptor(
-            description=leaf.help, read_only=leaf.name not in dynamic,
+            description=leaf.description, read_only=leaf.name not in dynamic,
             dynamic_typing=_dynamic_typing(leaf)))
     check_overrides(node)
 

@@ -15,7 +15,7 @@ from fault_helpers import REPO, small_tmpfs
 from cliprt_core.atomic import (DiskFullError, atomic_write_json, atomic_write_text,
                                 clean_stale_temp_files)
 from cliprt_core.checkpoint import CheckpointError, load_model, save_model_checkpoint
-from cliprt_core.checkpoint.io import atomic_torch_save
+from cliprt_core.checkpoint.torch_files import atomic_torch_save
 from cliprt_core.checkpoint.official import our_state_dict_to_official
 from cliprt_core.model import create_model, load_model_config
 

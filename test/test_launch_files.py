@@ -90,7 +90,7 @@ def test_ros_and_cli_agree_on_the_defaults_they_share():
 
     bridge = leaves(BridgeConfig, BRIDGE_EXCLUDED)
     for name, leaf in leaves(EvalConfig, BRIDGE_EXCLUDED).items():
-        assert bridge[name].default == leaf.default and bridge[name].help == leaf.help
+        assert bridge[name].default == leaf.default and bridge[name].description == leaf.description
     assert bridge['wrist_camera'].default is False
     section = _params_section(REPO / 'config' / 'nodes' / 'libero_eval.yaml',
                               'libero_bridge_node')

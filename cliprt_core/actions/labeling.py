@@ -82,8 +82,8 @@ class LabelingConfig:
 @dataclass(frozen=True)
 class _Table:
     moves: np.ndarray  # int64 [6, n_bins]: primitive index per (axis, bin)
-    open: int
-    close: int
+    open_index: int
+    close_index: int
 
 
 @functools.lru_cache(maxsize=32)
@@ -126,7 +126,7 @@ def label_action(action: np.ndarray, previous_gripper: float | None = None,
             raise ValueError(f'previous_gripper must be finite, got {previous_gripper!r}')
         delta = float(a[6]) - float(previous_gripper)
         if abs(delta) > config.gripper_change:
-            return table.open if delta < 0 else table.close
+            return table.open_index if delta < 0 else table.close_index
     values = ([float(v) * config.position_scale for v in a[:3]]
               + [float(v) * config.rotation_scale for v in a[3:6]])
     weighted = [abs(v) * config.position_weight for v in values[:3]]
@@ -183,7 +183,7 @@ def label_actions(actions: np.ndarray, initial_gripper: float | None = None,
     previous[1:] = a[:-1, 6]
     delta = a[:, 6] - previous
     changed = np.abs(delta) > config.gripper_change
-    labels[changed] = np.where(delta[changed] < 0, table.open, table.close)
+    labels[changed] = np.where(delta[changed] < 0, table.open_index, table.close_index)
     return labels
 
 

@@ -21,7 +21,7 @@ import torch
 
 
 class _DropNoPretrained(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 (logging.Filter API)
         return 'No pretrained weights loaded' not in record.getMessage()
 
 

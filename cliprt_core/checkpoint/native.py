@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from cliprt_core.checkpoint.io import atomic_torch_save
+from cliprt_core.checkpoint.torch_files import atomic_torch_save
 from cliprt_core.config import to_dict
 import torch
 

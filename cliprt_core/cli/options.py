@@ -42,7 +42,7 @@ def _kind(leaf: Leaf) -> dict[str, Any]:
 
 
 def _help(leaf: Leaf) -> str:
-    text = leaf.help.replace('%', '%%')  # argparse formats help strings with %
+    text = leaf.description.replace('%', '%%')  # argparse formats help strings with %
     default = leaf.default
     if default in (None, '') or isinstance(default, bool):
         return text

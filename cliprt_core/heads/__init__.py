@@ -7,7 +7,7 @@ one line in ``HEADS``.
 """
 from cliprt_core.config import ConfigError
 from cliprt_core.heads.base import Head, LossStep, SampleTargets
-from cliprt_core.heads.chunk import CHUNK_PAD_VALUE, ChunkHead, masked_l1
+from cliprt_core.heads.chunks import CHUNK_PAD_VALUE, ChunkHead, masked_l1
 from cliprt_core.heads.discrete import DiscreteAction, DiscreteHead, sigmoid_contrastive
 from cliprt_core.model.configuration import CLIPRTConfig
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from cliprt_core.atomic import (append_jsonl, atomic_write_text, clean_stale_temp_files,
                                 repair_jsonl)
-from cliprt_core.checkpoint.io import atomic_torch_save
+from cliprt_core.checkpoint.torch_files import atomic_torch_save
 from cliprt_core.config import to_dict
 import yaml
 
