@@ -125,3 +125,40 @@ def test_a_starting_run_removes_stale_temporary_files(tmp_path):
     keep.write_text("mine")
     results.check_run(SETTINGS)
     assert not any(f.exists() for f in stale) and keep.exists()
+
+
+@pytest.mark.slow
+def test_cliprt_eval_stopped_by_sigterm_exits_143_and_resumes(tmp_path):
+    """A real cliprt-eval with 2 env workers, SIGTERM to its process group (as systemd or SLURM
+    send it) after the first episode: a clean stop (143, partial summary, finished episodes kept,
+    no episode recorded as a failure because its worker was killed), then the same command
+    finishes only what is missing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fault_helpers import REPO
+
+    results = ResultsDir(tmp_path / "results")
+    command = [sys.executable, "-m", "cliprt_core.cli.eval", "--suite", "libero_spatial",
+               "--tasks", "0", "--episodes", "3", "--max-steps", "16", "--camera-size", "64",
+               "--workers", "2", "--no-progress", "--results-dir", str(results.path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not results.records() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert results.records(), proc.communicate()[1]
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped" in err and "Traceback" not in err
+    kept = {r["episode"] for r in results.records()}
+    assert not any(r.get("error") for r in results.records())
+    summary = json.loads(results.summary_path.read_text())
+    assert summary["missing_episodes"] == 3 - len(kept) > 0
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["episode"] for r in results.records()) == [0, 1, 2]  # none twice or lost

@@ -20,6 +20,7 @@ from typing import Sequence
 from cliprt_core.cli.options import add_config_flags, given_flags
 from cliprt_core.config import ConfigError
 from cliprt_core.eval.config import EvalConfig, load_eval_config
+from cliprt_core.signals import exit_code, StopRequest
 
 # Light imports only at module level: worker processes are spawned and re-import the main
 # module (this file, when run as cliprt-eval); torch and the results code load inside main().
@@ -67,11 +68,8 @@ def summary_only(config: EvalConfig, prog: str) -> int:
     return 0
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from cliprt_core.atomic import DiskFullError
     from cliprt_core.eval.report import report
     from cliprt_core.eval.results import ResultsDir, ResultsMismatchError
     from cliprt_core.inference.factory import PolicyLoadError
@@ -84,24 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.summary_only:
         return summary_only(config, 'cliprt-eval')
-    from cliprt_core.eval.runner import run_evaluation
+    from cliprt_core.eval.runner import EvaluationStopped, run_evaluation
 
-    previous = signal.signal(signal.SIGTERM, _terminate)  # same clean stop as Ctrl-C
     results = ResultsDir(config.default_results_dir())
+    stop = StopRequest('stopping after the current round; finished episodes are kept')
     try:
         # Check the folder before loading a large model; write to it only once the policy loaded.
         results.check_run(config.protocol_settings(), write=False)
         policy = load_policy(config)
-        summary = run_evaluation(config, policy, results_dir=str(results.path))
+        with stop:
+            summary = run_evaluation(config, policy, results_dir=str(results.path),
+                                     stop=lambda: stop.requested)
     except (ResultsMismatchError, PolicyLoadError) as exc:
         print(f'cliprt-eval: {exc}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f'\ncliprt-eval: interrupted; finished episodes are in {results.episodes_path}; '
+    except DiskFullError as exc:
+        print(f'cliprt-eval: {exc}; finished episodes are kept', file=sys.stderr)
+        return 74  # EX_IOERR, as cliprt-train
+    except (EvaluationStopped, KeyboardInterrupt):
+        print(f'\ncliprt-eval: stopped; finished episodes are in {results.episodes_path}; '
               'rerun the same command to resume', file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return exit_code(stop.signum or signal.SIGINT)
     print(report(summary, results))
     return 0
 

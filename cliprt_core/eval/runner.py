@@ -194,9 +194,13 @@ class _Queue:
 
 
 # --- the evaluation --------------------------------------------------------------------------
+class EvaluationStopped(Exception):
+    """The evaluation stopped on request before its end (finished episodes are kept)."""
+
+
 def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory | None = None,
-                   results_dir: str | None = None, on_episode: OnEpisode | None = None
-                   ) -> dict[str, Any]:
+                   results_dir: str | None = None, on_episode: OnEpisode | None = None,
+                   stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """
     Evaluate ``policy`` (``act_batch(images, instructions) -> (B, k, 7)``); the summary.
 
@@ -227,7 +231,7 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
             else:
                 slots = [_ProcessSlot(i, factory, options) for i in range(n_hosts)]
             _drive(slots, _Queue(todo), _batch_fn(policy), results, config, progress,
-                   finished_now, on_episode)
+                   finished_now, on_episode, stop or (lambda: False))
     finally:
         for slot in slots:
             slot.close()
@@ -242,9 +246,12 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
 
 
 def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
-           config: EvalConfig, progress: '_Progress', finished: list, on_episode) -> None:
+           config: EvalConfig, progress: '_Progress', finished: list, on_episode,
+           stop: Callable[[], bool]) -> None:
     idle = list(slots)
     while True:
+        if stop():  # between chunks: episodes in flight are not recorded and rerun on resume
+            raise EvaluationStopped('stopped on request')
         for slot in list(idle):
             held = {s.task_key for s in slots if s is not slot and s.task_key is not None}
             spec = queue.next_for(slot.task_key, held)

@@ -129,7 +129,10 @@ class EpisodeHost:
 
 def worker_main(conn, env_factory: EnvFactory, episode_options: dict[str, Any]) -> None:
     """Entry point of an env worker process (spawned by the runner)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the main process
+    # Ctrl-C and SIGTERM to the process group are the main process's to handle: it stops at a
+    # safe point and closes this worker over the pipe (or kills it if it does not answer).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     host = EpisodeHost(env_factory, episode_options)
     try:
         while True:
