@@ -57,12 +57,13 @@ def read_bridge_config(node):
 class LiberoBridgeNode(Node):
     """Runs the LIBERO evaluation episodes of an EvalConfig in lockstep with a policy node."""
 
-    def __init__(self, env_factory=None, **node_kwargs):
+    def __init__(self, env_factory=None, log_report=True, **node_kwargs):
         """
         Declare parameters, plan the run (resume), create the topics.
 
         Episodes start once a policy node is connected. ``env_factory(suite, task_id)``
-        replaces the LIBERO environment factory (tests, other simulators).
+        replaces the LIBERO environment factory (tests, other simulators). ``log_report``: log
+        the success table at the end (a program that prints it itself turns this off).
         """
         super().__init__(NODE_NAME, **node_kwargs)
         bridge = read_bridge_config(self)
@@ -73,6 +74,7 @@ class LiberoBridgeNode(Node):
         self.discovery_timeout = bridge.discovery_timeout
         self.policy_lost_timeout = bridge.policy_lost_timeout
         self.exit_when_done = bridge.exit_when_done
+        self.log_report = log_report
 
         self.results = ResultsDir(config.default_results_dir())
         self.results.check_run(config.protocol_settings())
@@ -226,7 +228,10 @@ class LiberoBridgeNode(Node):
             run['stopped'] = self.stop_reason
         self.summary = self.results.write_summary(expected=self.wanted, run=run)
         self.finished = True
-        self.get_logger().info('evaluation done:\n' + report(self.summary, self.results))
+        overall = self.summary['overall']
+        done = f'evaluation done: {overall["successes"]}/{overall["episodes"]} successes'
+        self.get_logger().info(f'{done}:\n{report(self.summary, self.results)}'
+                               if self.log_report else f'{done}; results in {self.results.path}')
 
     def _in_sim(self, function, *args, **kwargs):
         """Run ``function`` on the simulator thread and return its result."""

@@ -70,7 +70,7 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     bridge_values = config_to_parameters(config, EvalConfig, exclude=BRIDGE_EXCLUDED)
     # The bridge first: it checks the results folder before a large model is loaded.
     bridge = LiberoBridgeNode(
-        env_factory=env_factory, namespace=namespace, cli_args=cli_args,
+        env_factory=env_factory, log_report=False, namespace=namespace, cli_args=cli_args,
         parameter_overrides=[Parameter(k, value=v) for k, v in bridge_values.items()])
     try:
         policy_node = PolicyNode(
