@@ -28,7 +28,7 @@ class DiskFullError(OSError):
 
 
 def disk_full_error(path: str | os.PathLike) -> DiskFullError:
-    """A DiskFullError that names ``path`` and the free space left next to it."""
+    """Return a DiskFullError that names ``path`` and the free space left next to it."""
     folder = Path(path).parent
     try:
         free = f'{shutil.disk_usage(folder).free / 2**20:.1f} MiB free'

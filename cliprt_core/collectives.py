@@ -1,7 +1,8 @@
 """
-Cross-rank gathers for losses whose in-batch negatives span all ranks (identity in a world of
-one). Process-group setup and the other collectives are in :mod:`cliprt_core.train.distributed`;
-these live outside the ``train`` package because the heads (below the trainer) use them.
+Cross-rank gathers for losses whose in-batch negatives span all ranks (identity in a world of one).
+
+Process-group setup and the other collectives are in :mod:`cliprt_core.train.distributed`; these
+live outside the ``train`` package because the heads (below the trainer) use them.
 """
 from __future__ import annotations
 

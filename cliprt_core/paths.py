@@ -39,7 +39,7 @@ def config_names(folder: Path) -> list[str]:
 def resolve_config_file(kind: str, name_or_path: str | os.PathLike,
                         folder: Path | None = None) -> Path:
     """
-    A config file given as a path, or by name as ``<folder>/<name>.yaml``.
+    Return a config file given as a path, or by name as ``<folder>/<name>.yaml``.
 
     ``folder`` defaults to ``config/<kind>`` (:func:`config_dir`); ``kind`` names the config in
     the error raised when neither is found (:class:`FileNotFoundError`, listing the names).

@@ -191,7 +191,7 @@ def primitive_to_action(vocabulary: Vocabulary, index: int,
                         config: LabelingConfig | None = None,
                         keep_gripper: float = 0.0) -> np.ndarray:
     """
-    The 7-D action in input units (float64) that executes primitive ``index``.
+    Return the 7-D action in input units (float64) that executes primitive ``index``.
 
     Movement primitives put ``magnitude / scale`` on their axis and ``keep_gripper`` in the
     gripper entry (0.0 = no gripper command for robosuite / LIBERO, which acts on the sign of the

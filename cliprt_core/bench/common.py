@@ -44,7 +44,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def is_published_architecture(config: CLIPRTConfig) -> bool:
-    """The real CLIP-RT+ (ViT-H-14-378 backbone with the chunk decoder)."""
+    """Return the real CLIP-RT+ (ViT-H-14-378 backbone with the chunk decoder)."""
     return (head_class(config.head) is ChunkHead and config.backbone_config is None
             and config.backbone.startswith('ViT-H-14-378'))
 

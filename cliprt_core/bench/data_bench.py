@@ -67,7 +67,7 @@ def loader_throughput(files: Sequence[LiberoFile], crop: int, workers: int, batc
 
 def train_step_throughput(model_name: str, data_paths: list[str], batch: int, steps: int,
                           device: str, out_dir: str) -> dict[str, Any]:
-    """The trainer's optimizer step (data excluded) on preloaded batches."""
+    """Return the trainer's optimizer step (data excluded) on preloaded batches."""
     from cliprt_core.train import Trainer, load_train_config
 
     overrides = [f'model={model_name}', f"data.paths=[{','.join(data_paths)}]",

@@ -76,7 +76,7 @@ def _agreement(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
 
 def suggest_model_config(state: Mapping[str, torch.Tensor], official: bool,
                          tried: str | None = None) -> str:
-    """A sentence naming the shipped model config that fits ``state``."""
+    """Return a sentence naming the shipped model config that fits ``state``."""
     scores = []
     for name in list_model_configs():
         if name == tried:

@@ -26,7 +26,7 @@ def looks_like_hub_id(value: str) -> bool:
 
 def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
     """
-    A local checkpoint file for ``path_or_id``.
+    Return a local checkpoint file for ``path_or_id``.
 
     Hub ids (``clip-rt/clip-rt-finetuned-libero-goal``, or ``owner/name:file.pt`` for other
     repositories) come from the Hugging Face cache first, then the network unless

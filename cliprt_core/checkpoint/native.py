@@ -21,7 +21,7 @@ def is_native(payload: Any) -> bool:
 
 def make_payload(model: torch.nn.Module, metadata: dict[str, Any] | None = None,
                  **extra: Any) -> dict[str, Any]:
-    """The checkpoint dict for ``model`` (a CLIPRT); ``extra`` adds e.g. optimizer state."""
+    """Return the checkpoint dict for ``model`` (a CLIPRT); ``extra`` adds e.g. optimizer state."""
     info = {
         'created': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
         'torch': str(torch.__version__),

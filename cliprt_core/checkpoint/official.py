@@ -101,7 +101,7 @@ def describe(problems: Mapping[str, list[str]]) -> str:
 
 def our_state_dict_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """
-    The inverse layout, as the authors' DDP training wrote it (for tests and interop).
+    Return the inverse layout, as the authors' DDP training wrote it (for tests and interop).
 
     Includes the ``module.`` prefix and every duplicate: ``text.*`` for the text tower and both
     ``text2.*`` and the top-level ``*2`` aliases for the decoder.

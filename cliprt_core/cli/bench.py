@@ -100,7 +100,7 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cliprt-bench`` parser: one subcommand per benchmark."""
+    """Return the ``cliprt-bench`` parser: one subcommand per benchmark."""
     from cliprt_core.bench import data_bench, sim_bench
 
     parser = argparse.ArgumentParser(prog='cliprt-bench', description=__doc__,

@@ -42,12 +42,12 @@ def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    """The config file (if any), then the flags, then ``key=value`` overrides."""
+    """Return the config file (if any), then the flags, then ``key=value`` overrides."""
     return load_eval_config(args.config, given_flags(args, EvalConfig), args.overrides)
 
 
 def load_policy(config: EvalConfig, prog: str = 'cliprt-eval'):
-    """The policy to evaluate; says so loudly when it has random weights."""
+    """Return the policy to evaluate; says so loudly when it has random weights."""
     from cliprt_core.inference.factory import describe_weights, load_policy as load
 
     policy = load(config.policy)

@@ -84,6 +84,7 @@ def _kept(trainer) -> str:
 def main(argv: list[str] | None = None) -> int:
     """
     Exit codes: 0 finished, 2 invalid config / data / checkpoint, 1 training failed (e.g.
+
     non-finite loss), 74 no space left (or another I/O error) while writing, 128 + N stopped by
     signal N after saving ``last.pt`` (130 SIGINT, 143 SIGTERM).
     """

@@ -53,7 +53,7 @@ class DemoSteps:
 
 
 def demo_cache(max_bytes: int) -> LRUCache[tuple, np.ndarray]:
-    """A bounded LRU of whole-demo image arrays (per process: each worker has its own)."""
+    """Return a bounded LRU of whole-demo image arrays (per process: each worker has its own)."""
     return LRUCache(max(int(max_bytes), 0), cost=lambda images: images.nbytes)
 
 
@@ -201,7 +201,7 @@ class DemoDataset(Dataset):
         return pixels.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
     def sample_seed(self, index: int, epoch: int) -> int:
-        """The augmentation seed of sample ``index`` in ``epoch`` (pure function)."""
+        """Return the augmentation seed of sample ``index`` in ``epoch`` (pure function)."""
         return int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
 
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
@@ -227,6 +227,6 @@ class DemoDataset(Dataset):
         return sample
 
     def episode_actions(self, episode: DemoSteps) -> np.ndarray:
-        """The kept actions ``[T, A]`` of an episode (a view, float32)."""
+        """Return the kept actions ``[T, A]`` of an episode (a view, float32)."""
         start = episode.action_offset
         return self.actions[start:start + len(episode.steps)]

@@ -140,8 +140,9 @@ def demo_names(data: h5py.Group) -> list[str]:
 
 def _h5_reason(exc: BaseException) -> str:
     """
-    h5py's one-line reason, e.g. 'Unable to synchronously open object (bad object header
-    version number)'.
+    h5py's one-line reason, e.g.
+
+    'Unable to synchronously open object (bad object header version number)'.
     """
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__).strip("'\"")
@@ -280,7 +281,7 @@ def _check_demo(data: h5py.Group, name: str, path: Path, key: str, wrist: bool,
 
 def read_actions(path: str | os.PathLike, demos: Iterable[str]) -> dict[str, np.ndarray]:
     """
-    The ``actions`` of the named demos as float32 arrays.
+    Return the ``actions`` of the named demos as float32 arrays.
 
     NaN / inf is an error; values far outside LIBERO's [-1, 1] (``|a| > ACTION_WARN_LIMIT``)
     are logged as a warning naming the file and demos (wrong units or corrupted data?).

@@ -93,7 +93,7 @@ def split_demos(files: Sequence[LiberoFile], val_fraction: float, seed: int = 0,
                 max_demos_per_file: int | None = None
                 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """
-    A train / validation split by demo, per file (every task keeps training demos).
+    Return a train / validation split by demo, per file (every task keeps training demos).
 
     Each file contributes ``round(val_fraction * n)`` validation demos (at least one when
     ``val_fraction > 0`` and the file has two or more), drawn with ``seed``.
@@ -142,9 +142,11 @@ def _end_on_parent_sigterm() -> None:
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """
-    Block SIGTERM / SIGINT in this thread meanwhile. Workers forked here inherit the block,
-    so none can die of a signal before :func:`ignore_stop_signals` runs in it; a signal for this
-    process is delivered when the block is lifted (or at once to another thread).
+    Block SIGTERM / SIGINT in this thread meanwhile.
+
+    Workers forked here inherit the block, so none can die of a signal before
+    :func:`ignore_stop_signals` runs in it; a signal for this process is delivered when the block
+    is lifted (or at once to another thread).
     """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
@@ -157,6 +159,7 @@ def signals_deferred() -> Iterator[None]:
 def worker_deaths_ignored() -> Iterator[None]:
     """
     Suspend torch's SIGCHLD check (it raises in the main process when a worker died), e.g.
+
     while saving progress; the next fetch from the loader still reports a dead worker.
     """
     if threading.current_thread() is not threading.main_thread():

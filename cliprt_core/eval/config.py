@@ -13,8 +13,10 @@ from cliprt_core.sim import protocol
 @dataclass(frozen=True)
 class EvalConfig:
     """
-    A LIBERO evaluation run. Defaults are the standard protocol (OpenVLA / CLIP-RT+):
-    50 fixed initial states per task, 256 px agentview, seed 7, the per-suite horizon.
+    A LIBERO evaluation run.
+
+    Defaults are the standard protocol (OpenVLA / CLIP-RT+): 50 fixed initial states per task, 256
+    px agentview, seed 7, the per-suite horizon.
     """
 
     suite: str = setting('libero_spatial', 'LIBERO suite: libero_spatial | libero_object | '
@@ -98,7 +100,7 @@ class EvalConfig:
             self.policy_name()
 
     def episode_options(self) -> dict[str, Any]:
-        """The per-episode settings of :class:`~cliprt_core.eval.episode.Episode`."""
+        """Return the per-episode settings of :class:`~cliprt_core.eval.episode.Episode`."""
         return {'max_steps': self.max_steps, 'clip_actions': self.clip_actions,
                 'binarize_gripper': self.binarize_gripper}
 
@@ -111,7 +113,7 @@ class EvalConfig:
                                 num_dummy_steps=self.num_dummy_steps)
 
     def run_settings(self) -> dict[str, Any]:
-        """The protocol settings plus the selection: the common part of ``run.json``."""
+        """Return the protocol settings plus the selection: the common part of ``run.json``."""
         return {**self.protocol_settings(), 'suites': self.suites(),
                 'tasks': self.tasks if isinstance(self.tasks, str) else list(self.tasks),
                 'episodes_per_task': self.episodes}

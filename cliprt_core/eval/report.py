@@ -7,7 +7,7 @@ from cliprt_core.eval.results import ResultsDir
 
 
 def report(summary: dict[str, Any], results: ResultsDir) -> str:
-    """The Markdown table, the overall rate with its 95% interval, and the result files."""
+    """Return the Markdown table, the overall rate with its 95% interval, and the result files."""
     lines = [results.table_path.read_text().strip(), '']
     overall = summary['overall']
     if overall['episodes']:

@@ -134,7 +134,7 @@ class ResultsDir:
         return list(seen.values())
 
     def _unfinished_tail(self) -> int | None:
-        """The number of a last line without a newline (a write in progress), if any."""
+        """Return the number of a last line without a newline (a write in progress), if any."""
         data = self.episodes_path.read_bytes()
         return None if data.endswith(b'\n') else data.count(b'\n') + 1
 

@@ -68,7 +68,7 @@ def _rate(group: dict[str, Any]) -> str:
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """The results table: one row per task, then per suite, then overall."""
+    """Return the results table: one row per task, then per suite, then overall."""
     lines = ['| Suite | Task | Instruction | Successes | Success (95% Wilson CI) | Errors |',
              '|---|---:|---|---:|---|---:|']
     for task in summary['tasks']:

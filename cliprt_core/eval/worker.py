@@ -43,7 +43,7 @@ class LiberoEnvFactory:
 
 
 def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = '') -> dict:
-    """The record of an episode that could not even start (no env, dead worker, ...)."""
+    """Return the record of an episode that could not even start (no env, dead worker, ...)."""
     suite, task_id, episode = spec
     return EpisodeResult(suite=suite, task_id=int(task_id), task=task, episode=int(episode),
                          success=False, steps=0, queries=0, error=format_error(error),

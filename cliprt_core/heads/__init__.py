@@ -18,7 +18,7 @@ HEADS: dict[str, type[Head]] = {
 
 
 def head_class(name: str) -> type[Head]:
-    """The head class called ``name`` (a ConfigError names the known ones)."""
+    """Return the head class called ``name`` (a ConfigError names the known ones)."""
     try:
         return HEADS[name]
     except (KeyError, TypeError):
@@ -26,7 +26,7 @@ def head_class(name: str) -> type[Head]:
 
 
 def head_for(config: CLIPRTConfig) -> Head:
-    """The head of a model config (``config.head``)."""
+    """Return the head of a model config (``config.head``)."""
     return head_class(config.head)(config)
 
 

@@ -120,12 +120,12 @@ class Head(ABC):
         """
 
     def loss_weight(self, batches: Sequence[Batch]) -> torch.Tensor | None:
-        """This rank's share of the step's loss normalizer (:class:`LossStep`), or None."""
+        """Return this rank's share of the step's loss normalizer (:class:`LossStep`), or None."""
         return None
 
     @abstractmethod
     def loss(self, output: Any, batch: Batch, step: LossStep) -> torch.Tensor:
-        """The rank-local micro-batch loss, normalised as :class:`LossStep` describes."""
+        """Return the rank-local micro-batch loss, normalised as :class:`LossStep` describes."""
 
     def log_values(self, model: nn.Module) -> dict[str, float]:
         """Extra values for the training log."""

@@ -97,5 +97,5 @@ class ChunkHead(Head):
         return model.predict_chunk(image, prompt)
 
     def decode(self, output: np.ndarray) -> np.ndarray:
-        """The chunks themselves, ``(B, chunk_size, action_dim)`` float32."""
+        """Return the chunks themselves, ``(B, chunk_size, action_dim)`` float32."""
         return output.astype(np.float32, copy=False)

@@ -144,7 +144,7 @@ class DiscreteHead(Head):
     def validation_batch(self, output: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                          batch: Batch, reference: torch.Tensor
                          ) -> dict[str, torch.Tensor | float]:
-        """The in-batch contrastive loss (not gathered over ranks) and argmax accuracy."""
+        """Return the in-batch contrastive loss (not gathered over ranks) and argmax accuracy."""
         context, phrases, scale = output
         labels = batch['label'].to(context.device)
         logits = scale.float().exp() * context.float() @ phrases.float().T
@@ -169,7 +169,7 @@ class DiscreteHead(Head):
         return torch.sigmoid(model.primitive_logits(image, prompt, text_embeddings))
 
     def decode(self, output: np.ndarray) -> list[DiscreteAction]:
-        """The best-scoring primitive of each query."""
+        """Return the best-scoring primitive of each query."""
         actions = []
         for scores in output:
             index = int(np.argmax(scores))

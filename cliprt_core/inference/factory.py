@@ -40,7 +40,7 @@ def resolve_dtype(name: str | None) -> torch.dtype | None:
 def load_policy(settings: PolicySettings, backend_options: dict[str, Any] | None = None
                 ) -> Policy:
     """
-    The policy ``settings`` describe (see the module docstring).
+    Return the policy ``settings`` describe (see the module docstring).
 
     Raises :class:`PolicyLoadError` for anything the settings got wrong (missing or unreadable
     checkpoint, unknown model config, a CUDA device without CUDA, an unavailable backend).

@@ -96,7 +96,7 @@ class Policy:
                     dtype: torch.dtype | None = None, seed: int = 0,
                     cache_size: int = 256, backend: str = 'torch',
                     backend_options: dict[str, Any] | None = None) -> 'Policy':
-        """A policy with random weights (demos, tests, benchmarks) from a model config."""
+        """Return a policy with random weights (demos, tests, benchmarks) from a model config."""
         if isinstance(config, str):
             config = load_model_config(config)
         torch.manual_seed(seed)

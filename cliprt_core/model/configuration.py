@@ -64,7 +64,7 @@ class CLIPRTConfig:
         return self.chunk_size * self.action_dim
 
     def prompt(self, instruction: str) -> str:
-        """The text prompt for an instruction (lower-cased, as in CLIP-RT)."""
+        """Return the text prompt for an instruction (lower-cased, as in CLIP-RT)."""
         return self.prompt_template.format(instruction.strip().lower())
 
 

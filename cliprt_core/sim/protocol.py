@@ -42,7 +42,7 @@ def check_suite(suite: str) -> str:
 
 def episode_seed(seed: int, suite: str, task_id: int, init_index: int) -> int:
     """
-    The RNG seed of one episode: a pure function of (seed, suite, task, init state).
+    Return the RNG seed of one episode: a pure function of (seed, suite, task, init state).
 
     Every episode reseeds before its reset, so its outcome never depends on which worker
     process ran it or on what that process ran before (parallel == sequential).

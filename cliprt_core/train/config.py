@@ -140,7 +140,7 @@ def model_config_of(config: TrainConfig) -> CLIPRTConfig:
 
 
 def _expanded_model(model: Any) -> dict[str, Any]:
-    """A model config name as the nested dict its settings can be overridden in."""
+    """Return a model config name as the nested dict its settings can be overridden in."""
     if isinstance(model, dict):
         return model
     if not isinstance(model, str):

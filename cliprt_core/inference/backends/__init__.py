@@ -37,7 +37,7 @@ def _locations() -> dict[str, tuple[str, str]]:
 
 
 def backend_class(name: str) -> type:
-    """The class implementing backend ``name`` (imports only that backend's module)."""
+    """Return the class implementing backend ``name`` (imports only that backend's module)."""
     locations = _locations()
     if name not in locations:
         raise UnknownBackendError(f'unknown backend {name!r}; choose one of {list(locations)}')
@@ -47,9 +47,10 @@ def backend_class(name: str) -> type:
 
 def create_backend(name: str, policy: Any, **options: Any) -> Any:
     """
-    Build backend ``name`` for ``policy``. Raises :class:`UnknownBackendError` (bad name or
-    option), :class:`BackendUnavailableError` (not installed / needs a GPU) or
-    :class:`EngineMismatchError` (stale ONNX file or engine).
+    Build backend ``name`` for ``policy``.
+
+    Raises :class:`UnknownBackendError` (bad name or option), :class:`BackendUnavailableError`
+    (not installed / needs a GPU) or :class:`EngineMismatchError` (stale ONNX file or engine).
     """
     cls = backend_class(name)
     parameters = inspect.signature(cls.__init__).parameters

@@ -92,12 +92,12 @@ def graph_signature(policy: Any) -> dict[str, Any]:
 
 
 def output_name(policy: Any) -> str:
-    """The graph's output name (``chunk`` or ``scores``): the policy head's."""
+    """Return the graph's output name (``chunk`` or ``scores``): the policy head's."""
     return policy.head.output_name
 
 
 def artifact_key(fields: dict[str, Any]) -> str:
-    """A short, stable key (hex) from a JSON-serialisable dict of key fields."""
+    """Return a short, stable key (hex) from a JSON-serialisable dict of key fields."""
     blob = json.dumps(fields, sort_keys=True, separators=(',', ':')).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 

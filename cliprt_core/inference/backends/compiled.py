@@ -19,11 +19,12 @@ CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
 
 class CompiledBackend:
     """
-    ``backend='compile'``. Options: ``mode`` (torch.compile mode; default 'reduce-overhead'
-    = CUDA graphs on GPU, torch's default on CPU), ``compile_backend`` (default 'inductor';
-    'aot_eager'/'eager' for debugging), ``dynamic`` (default False: one specialised graph per
-    batch size), ``fullgraph`` (default True), ``warmup_batches`` (default (1,)),
-    ``warmup_iters`` (default 3).
+    ``backend='compile'``.
+
+    Options: ``mode`` (torch.compile mode; default 'reduce-overhead' = CUDA graphs on GPU, torch's
+    default on CPU), ``compile_backend`` (default 'inductor'; 'aot_eager'/'eager' for debugging),
+    ``dynamic`` (default False: one specialised graph per batch size), ``fullgraph`` (default
+    True), ``warmup_batches`` (default (1,)), ``warmup_iters`` (default 3).
     """
 
     name = 'compile'

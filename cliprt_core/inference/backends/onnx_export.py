@@ -42,7 +42,7 @@ def import_onnx():
 
 
 def graph_metadata(policy: Any, fingerprint: str | None = None) -> dict[str, Any]:
-    """The identity written into (and checked against) an exported ONNX file."""
+    """Return the identity written into (and checked against) an exported ONNX file."""
     meta = graph_signature(policy)
     meta['weights_sha256'] = fingerprint or weights_fingerprint(policy.graph)
     return meta
@@ -156,7 +156,7 @@ def export_onnx(policy: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OP
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``cliprt.*`` metadata of an ONNX file (weights are not loaded)."""
+    """Return the ``cliprt.*`` metadata of an ONNX file (weights are not loaded)."""
     onnx = import_onnx()
     try:
         model = onnx.load(str(path), load_external_data=False)

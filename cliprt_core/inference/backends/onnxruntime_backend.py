@@ -34,7 +34,7 @@ def import_onnxruntime():
 
 def cached_onnx(policy: Any, cache_dir: str | os.PathLike | None = None,
                 fingerprint: str | None = None) -> Path:
-    """The policy's exported graph in the artifact cache, exported on first use."""
+    """Return the policy's exported graph in the artifact cache, exported on first use."""
     fingerprint = fingerprint or weights_fingerprint(policy.graph)
     meta = graph_metadata(policy, fingerprint)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -60,9 +60,11 @@ def check_onnx(path: str | os.PathLike, policy: Any, fingerprint: str | None = N
 
 class OnnxRuntimeBackend:
     """
-    ``backend='onnx'``. Options: ``onnx_path`` (a prebuilt export, validated against the
-    policy), ``cache_dir``, ``providers``, ``threads`` (default: torch's intra-op threads),
-    ``optimization_level`` (default 'all'; 'extended' for fp16, which crashes ORT-CPU at 'all').
+    ``backend='onnx'``.
+
+    Options: ``onnx_path`` (a prebuilt export, validated against the policy), ``cache_dir``,
+    ``providers``, ``threads`` (default: torch's intra-op threads), ``optimization_level``
+    (default 'all'; 'extended' for fp16, which crashes ORT-CPU at 'all').
     """
 
     name = 'onnx'

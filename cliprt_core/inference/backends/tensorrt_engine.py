@@ -183,7 +183,7 @@ def cache_path(cache_dir: Path, fields: dict[str, Any]) -> Path:
 
 
 def policy_identity(policy: Any, fingerprint: str, environment: dict[str, str]) -> dict:
-    """The identity fields an engine must have to serve ``policy``."""
+    """Return the identity fields an engine must have to serve ``policy``."""
     signature = graph_signature(policy)
     identity = {name: signature[name] for name in IDENTITY_FIELDS if name in signature}
     identity['weights_sha256'] = fingerprint

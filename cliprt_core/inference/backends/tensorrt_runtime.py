@@ -103,9 +103,11 @@ class TensorRTRuntime:
 
 class TensorRTBackend:
     """
-    ``backend='tensorrt'``. Options: ``engine`` (a prebuilt engine file, checked against
-    this policy, GPU and TensorRT version), ``cache_dir``, ``precision`` (default: the policy
-    dtype), ``max_batch`` (32), ``opt_batch`` (1), ``workspace_gb``.
+    ``backend='tensorrt'``.
+
+    Options: ``engine`` (a prebuilt engine file, checked against this policy, GPU and TensorRT
+    version), ``cache_dir``, ``precision`` (default: the policy dtype), ``max_batch`` (32),
+    ``opt_batch`` (1), ``workspace_gb``.
     """
 
     name = 'tensorrt'

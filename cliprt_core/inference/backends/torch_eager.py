@@ -1,6 +1,5 @@
 """
-Eager torch backend: the per-query graph as it is (the reference every backend is checked
-against).
+Eager torch backend: the per-query graph as it is (the reference every backend is checked against).
 """
 from __future__ import annotations
 
