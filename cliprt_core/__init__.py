@@ -1,1 +1,1 @@
-"""CLIP-RT core library: model, actions, data, training, inference, simulation, evaluation (no ROS)."""
+"""CLIP-RT core library (no ROS): model, actions, data, training, inference, sim, evaluation."""

@@ -5,7 +5,8 @@ The temporary file is ``.<name>.<8 random characters>.tmp`` next to the target a
 with the user's umask (like any other file). A process killed mid-write can leave one behind:
 :func:`clean_stale_temp_files` removes them (the trainer and the evaluation call it when a run
 starts or resumes). A full disk raises :class:`DiskFullError` naming the file; the previous
-version of the file is kept. Torch-free on purpose (``cliprt_core.checkpoint.torch_files`` saves tensors).
+version of the file is kept. Torch-free on purpose (``cliprt_core.checkpoint.torch_files``
+saves tensors).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def _is_disk_full(exc: BaseException | None) -> bool:
 
 
 def _create_temp(target: Path) -> Path:
-    """An empty new file ``.<name>.XXXXXXXX.tmp`` next to ``target`` (mode 0666 & ~umask)."""
+    """Create an empty ``.<name>.XXXXXXXX.tmp`` next to ``target`` (mode 0666 & ~umask)."""
     for _ in range(100):
         tmp = target.parent / f'.{target.name}.{secrets.token_hex(4)}.tmp'
         try:

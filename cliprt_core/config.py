@@ -54,7 +54,7 @@ class Leaf:
 
     @property
     def base_type(self) -> Any:
-        """The type without ``None`` (``int | None`` -> ``int``)."""
+        """Return the type without ``None`` (``int | None`` -> ``int``)."""
         args = [a for a in typing.get_args(self.annotation) if a is not type(None)]
         union = typing.get_origin(self.annotation) in (typing.Union, types.UnionType)
         if union and len(args) == 1:

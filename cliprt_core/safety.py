@@ -121,7 +121,7 @@ class StalenessWatchdog:
         return reason
 
     def is_fresh(self, stamp: float, now: float) -> bool:
-        """Pure check (no counters): is ``stamp`` still within the timeout at ``now``?"""
+        """Check (without counting) whether ``stamp`` is still fresh at ``now``."""
         return self._reason(stamp, now) is None
 
     def reset(self) -> None:

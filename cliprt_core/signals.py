@@ -45,7 +45,7 @@ class StopRequest:
 
     @property
     def name(self) -> str | None:
-        """The name of the signal that arrived (``SIGTERM``), or None."""
+        """Return the name of the signal that arrived (``SIGTERM``), or None."""
         return signal.Signals(self.signum).name if self.signum is not None else None
 
     def _handle(self, signum, frame) -> None:

@@ -1,5 +1,7 @@
 """
-ROS 2 style checks (ament_flake8, ament_pep257) of the ROS code: cliprt_ros and the launch files.
+ROS 2 style checks (ament_flake8, ament_pep257) of all the package's Python code.
+
+cliprt_core, cliprt_ros and the launch files follow one style: the ament rules.
 
 These are the linters `colcon test` runs in a ROS 2 workspace, with the ament configuration
 (99 columns, single quotes, google import order, pep257 with the ament ignore list). They run
@@ -13,7 +15,7 @@ from ros_utils import REPO
 
 # ament_flake8 walks its working directory looking for AMENT_IGNORE markers: run it from each
 # checked folder, never from the repo root (it would walk the whole .venv).
-FOLDERS = ('cliprt_ros', 'launch')
+FOLDERS = ('cliprt_core', 'cliprt_ros', 'launch')
 
 
 def _import(module):

@@ -28,9 +28,9 @@ import bisect
 from dataclasses import dataclass
 import functools
 
+from cliprt_core.actions.vocabulary import (GRIPPER_AXIS, GRIPPER_CLOSE, GRIPPER_OPEN,
+                                            load_vocabulary, Vocabulary, VocabularyError)
 import numpy as np
-from .vocabulary import (GRIPPER_AXIS, GRIPPER_CLOSE, GRIPPER_OPEN, load_vocabulary, Vocabulary,
-                         VocabularyError)
 
 __all__ = ['LABEL_AXES', 'LabelingConfig', 'label_action', 'label_actions', 'primitive_to_action']
 

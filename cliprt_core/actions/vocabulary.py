@@ -80,7 +80,7 @@ class Vocabulary:
 
     @property
     def phrases(self) -> list[str]:
-        """The phrases in class-index order (what the text encoder embeds)."""
+        """Return the phrases in class-index order (what the text encoder embeds)."""
         return [p.phrase for p in self.primitives]
 
     @property

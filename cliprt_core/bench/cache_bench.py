@@ -1,4 +1,6 @@
 """
+Benchmark the instruction-embedding cache of ``act()``.
+
 Issue 2: per-query latency of ``act()`` with the instruction-embedding cache against naive
 re-encoding of the instruction on every query (``cache_size=0``), side by side.
 """

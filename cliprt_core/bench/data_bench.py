@@ -1,4 +1,6 @@
 """
+Data-loader benchmark (``cliprt-bench data``).
+
 Data-loader benchmark (``cliprt-bench data``): can the HDF5 pipeline feed the trainer?
 
 Measures, on the same machine and run:

@@ -1,4 +1,6 @@
 """
+Fair side-by-side timing.
+
 Fair side-by-side timing: variants are interleaved (round robin, rotating which goes first)
 after a warm-up, so machine noise and thermal drift hit all of them alike.
 """

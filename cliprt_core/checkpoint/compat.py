@@ -37,7 +37,7 @@ def _quiet_open_clip() -> Iterator[None]:
 
 
 def expected_state(config: CLIPRTConfig) -> dict[str, torch.Tensor]:
-    """The model's state dict as meta tensors (names, shapes, dtypes; no memory, no init)."""
+    """Return the model's state dict as meta tensors (names, shapes, dtypes; no memory)."""
     with _quiet_open_clip(), torch.device('meta'):
         return create_model(config).state_dict()
 

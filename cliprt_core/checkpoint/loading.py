@@ -10,8 +10,8 @@ from cliprt_core.checkpoint import native, official
 from cliprt_core.checkpoint.compat import check_fits
 from cliprt_core.checkpoint.errors import CheckpointError
 from cliprt_core.checkpoint.hub import resolve_checkpoint
-from cliprt_core.checkpoint.torch_files import verify_checksums
 from cliprt_core.checkpoint.safe_load import safe_torch_load
+from cliprt_core.checkpoint.torch_files import verify_checksums
 from cliprt_core.config import ConfigError, from_dict
 from cliprt_core.model.configuration import CLIPRTConfig, load_model_config
 from cliprt_core.model.modeling import CLIPRT, create_model

@@ -15,7 +15,7 @@ VERSION = 1
 
 
 def is_native(payload: Any) -> bool:
-    """True for a payload written by :func:`save_model_checkpoint` (or the trainer)."""
+    """Tell whether a payload was written by :func:`save_model_checkpoint` (or the trainer)."""
     return isinstance(payload, dict) and payload.get('format') == FORMAT
 
 

@@ -34,7 +34,7 @@ def is_official(payload: Any) -> bool:
 
 
 def has_action_decoder(state_dict: Mapping[str, Any]) -> bool:
-    """True for CLIP-RT+ files (an action head is present)."""
+    """Tell whether a state dict is a CLIP-RT+ file (an action head is present)."""
     return any(k.removeprefix('module.').startswith('action_head.') for k in state_dict)
 
 

@@ -36,6 +36,8 @@ _GLOBAL = re.compile(r'GLOBAL ([\w.]+)')
 
 def _as_text(head: bytes) -> str | None:
     """
+    Decode ``head`` as text if it is printable.
+
     ``head`` decoded if it is printable UTF-8 text (a cut multi-byte character at the end is
     allowed), else None.
     """

@@ -1,4 +1,4 @@
-"""
+r"""
 ``cliprt-bench``: benchmarks of inference, the training data pipeline and the simulator.
 
   cliprt-bench [inference] ...   act() with the instruction cache vs naive re-encoding, and the
@@ -134,8 +134,8 @@ def run_inference(args: argparse.Namespace) -> int:
     suite = args.suite or ('backends' if args.backends else 'cache')
     cache_records, backend_records = [], []
     for model in models:
-        common = dict(device=device, dtype=dtype, iters=args.iters, warmup=args.warmup,
-                      checkpoint=args.checkpoint)
+        common = {'device': device, 'dtype': dtype, 'iters': args.iters, 'warmup': args.warmup,
+                  'checkpoint': args.checkpoint}
         if suite in ('cache', 'all'):
             record = run_cache_benchmark(model, **common)
             write_json_line(record, sys.stdout)

@@ -19,7 +19,7 @@ DIMS = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
 
 
 def inspect_file(path, camera: str = 'agentview', labels: bool = False) -> dict:
-    """A JSON-able summary of one file: demos, lengths, instruction, images, action stats."""
+    """Summarise one file as JSON: demos, lengths, instruction, images, action stats."""
     info = read_file_info(path, camera)
     actions = read_actions(path, [d.name for d in info.demos])
     stacked = np.concatenate(list(actions.values())).astype(np.float64)

@@ -28,7 +28,7 @@ from cliprt_core.signals import exit_code, StopRequest
 
 def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
                  ) -> argparse.ArgumentParser:
-    """The flags: ``--config``, one per EvalConfig setting, ``--summary-only``, overrides."""
+    """Build the parser: ``--config``, one flag per EvalConfig setting, ``--summary-only``."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', help='eval config: a name under config/eval/ or a YAML path')

@@ -1,4 +1,4 @@
-"""
+r"""
 ``cliprt-export``: export the per-query graph to ONNX and optionally build a TensorRT engine.
 
   cliprt-export --model cliprt-tiny --output tiny.onnx                 # random weights

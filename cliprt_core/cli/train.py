@@ -63,6 +63,8 @@ def resolve_config(args):
 
 def _one_line(exc: BaseException) -> str:
     """
+    Return the message of ``exc`` (one line).
+
     The message of ``exc``; for an error re-raised from a DataLoader worker (whose message
     carries the worker's traceback) only the original error's own line.
     """

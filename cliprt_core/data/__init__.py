@@ -1,4 +1,6 @@
 """
+Demonstration data.
+
 Demonstration data: LIBERO HDF5 files (both layouts), the training Dataset, loaders, and
 synthetic LIBERO-layout files for tests and benchmarks (:mod:`cliprt_core.data.synthetic`).
 """

@@ -25,10 +25,10 @@ def build_datasets(config: DataConfig, *, image_size: int, head: str, chunk_size
     if not train_demos:
         raise DataError('no training demos after the split')
     labeling = LabelingConfig.libero() if config.action_units == 'libero' else LabelingConfig()
-    common = dict(image_size=config.image_size or image_size, head=head, chunk_size=chunk_size,
-                  camera=config.camera, wrist=config.wrist, crop_scale=config.crop_scale,
-                  seed=seed, skip_noops=config.skip_noops, vocabulary=vocabulary,
-                  labeling=labeling, cache_mb=config.cache_mb)
+    common = {'image_size': config.image_size or image_size, 'head': head,
+              'chunk_size': chunk_size, 'camera': config.camera, 'wrist': config.wrist,
+              'crop_scale': config.crop_scale, 'seed': seed, 'skip_noops': config.skip_noops,
+              'vocabulary': vocabulary, 'labeling': labeling, 'cache_mb': config.cache_mb}
     train = DemoDataset(files, augment=config.augment, demos=train_demos, **common)
     val = DemoDataset(files, augment=False, demos=val_demos, **common) if val_demos else None
     return train, val

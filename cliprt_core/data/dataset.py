@@ -153,6 +153,8 @@ class DemoDataset(Dataset):
     # --- reading -----------------------------------------------------------------------------
     def _dataset(self, episode: DemoSteps, key: str):
         """
+        Return the h5py dataset of a demo's camera.
+
         The h5py dataset of a demo's camera, looked up once per process (a lookup by name
         costs ~0.1 ms, more than reading one frame).
         """

@@ -75,7 +75,7 @@ class LiberoFile:
 
 
 def camera_key(camera: str) -> str:
-    """The ``obs`` dataset name of a camera: agentview, eye_in_hand / wrist, or a raw key."""
+    """Return the ``obs`` dataset name of a camera (agentview, eye_in_hand / wrist, a key)."""
     return CAMERA_KEYS.get(camera, camera)
 
 
@@ -112,7 +112,7 @@ def find_hdf5_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> l
 
 
 def instruction_from_filename(name: str | os.PathLike) -> str:
-    """LIBERO's rule: strip ``_demo.hdf5``, drop a ``KITCHEN_SCENE3_`` prefix, ``_`` -> space."""
+    """Apply LIBERO's rule: strip ``_demo.hdf5`` and a ``KITCHEN_SCENE3_`` prefix; ``_`` -> ' '."""
     stem = Path(name).name
     for suffix in (*_DEMO_SUFFIXES, *HDF5_SUFFIXES):
         if stem.endswith(suffix):
@@ -149,7 +149,7 @@ def _h5_reason(exc: BaseException) -> str:
 
 
 def _keys(group: h5py.Group) -> str:
-    """The keys of ``group`` for an error message (never raises: the group may be broken)."""
+    """List the keys of ``group`` for an error message (never raises: it may be broken)."""
     try:
         return ', '.join(sorted(group.keys())) or 'nothing'
     except _H5_ERRORS:
@@ -246,7 +246,7 @@ def read_file_info(path: str | os.PathLike, camera: str = 'agentview', wrist: bo
 
 def _check_demo(data: h5py.Group, name: str, path: Path, key: str, wrist: bool,
                 check_frames: bool) -> tuple[int, tuple[int, int, int]]:
-    """(steps, frame shape) of one demo after checking its layout, shapes and frame sizes."""
+    """Return (steps, frame shape) of one demo after checking its layout and frame sizes."""
     where = f'data/{name}'
     demo = _require(data, name, path, 'data')
     actions = _require(demo, 'actions', path, where)
@@ -309,7 +309,7 @@ def read_actions(path: str | os.PathLike, demos: Iterable[str]) -> dict[str, np.
 
 def noop_mask(actions: np.ndarray, threshold: float = 1e-4) -> np.ndarray:
     """
-    OpenVLA's no-op rule, applied sequentially: True where a step is a no-op.
+    Apply OpenVLA's no-op rule sequentially: True where a step is a no-op.
 
     A step is a no-op if ``||a[:6]|| < threshold`` and its gripper command equals that of the
     previous *kept* step (for the first step: only the motion test).

@@ -118,6 +118,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def ignore_stop_signals() -> None:
     """
+    Ignore stop signals sent to the process group (in a worker).
+
     In a worker: ignore SIGTERM / SIGINT sent to the process group (systemd, SLURM,
     ``kill -- -PGID``, Ctrl-C). They are the main process's to handle: it stops at a step
     boundary and shuts the workers down; a worker killed by them would make it fail instead.
@@ -182,6 +184,8 @@ class _Loader(DataLoader):
 
 def worker_init(worker_id: int) -> None:
     """
+    Set up a DataLoader worker.
+
     DataLoader worker setup: stop signals ignored, one intra-op thread, numpy/python RNGs
     seeded per worker.
     """
@@ -194,7 +198,7 @@ def worker_init(worker_id: int) -> None:
 
 def make_loader(dataset, batch_sampler: Sampler, num_workers: int = 0, pin_memory: bool = False,
                 prefetch_factor: int = 2, persistent: bool = True) -> DataLoader:
-    """A DataLoader that decodes and crops in ``num_workers`` processes (0: in this process)."""
+    """Build a DataLoader that decodes and crops in ``num_workers`` processes (0: here)."""
     kwargs = {}
     if num_workers > 0:
         kwargs = {'prefetch_factor': prefetch_factor, 'persistent_workers': persistent,

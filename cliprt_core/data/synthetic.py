@@ -56,7 +56,7 @@ class WrittenFile:
 
 
 def libero_file_name(instruction: str = DEFAULT_INSTRUCTION, scene: str | None = None) -> str:
-    """LIBERO's file name for a task: ``KITCHEN_SCENE3_turn_on_the_stove_demo.hdf5`` style."""
+    """Return LIBERO's file name for a task (``KITCHEN_SCENE3_turn_on_the_stove_demo.hdf5``)."""
     stem = instruction.strip().replace(' ', '_')
     if scene:
         stem = f'{scene}_{stem}'
@@ -80,6 +80,8 @@ def demo_actions(length: int, rng: np.random.Generator, noop_steps: int = 0) -> 
 
 def demo_frames(length: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """
+    Return upright frames that change clearly over time.
+
     Upright frames that change clearly over time (so a policy can tell the steps apart):
     a colour gradient (channel order drawn per demo) whose tint follows the step, a large
     square that moves with the step, and a marker at the top-left corner.

@@ -105,7 +105,7 @@ class EvalConfig:
                 'binarize_gripper': self.binarize_gripper}
 
     def env_factory(self):
-        """The (picklable) LIBERO env factory of this run's camera, seed and settle steps."""
+        """Return the (picklable) LIBERO env factory of this run's camera, seed, settle steps."""
         from cliprt_core.eval.worker import LiberoEnvFactory
 
         return LiberoEnvFactory(camera_size=self.camera_size, seed=self.seed,
@@ -119,7 +119,7 @@ class EvalConfig:
                 'episodes_per_task': self.episodes}
 
     def protocol_settings(self) -> dict[str, Any]:
-        """What makes episodes of two runs comparable (stored in run.json, checked on resume)."""
+        """Return what makes episodes of two runs comparable (run.json, checked on resume)."""
         return {'policy': self.policy.describe(),
                 'seed': self.seed, 'max_steps': self.max_steps, 'camera_size': self.camera_size,
                 'num_dummy_steps': self.num_dummy_steps, 'clip_actions': self.clip_actions,
@@ -129,6 +129,8 @@ class EvalConfig:
 def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] | None = None,
                      overrides: Sequence[str] = ()) -> EvalConfig:
     """
+    Load an eval config.
+
     The eval config: a file under ``config/eval/`` (or a YAML path), then ``values`` (flat
     setting names, e.g. from CLI flags; None = unset), then ``key=value`` overrides.
     """

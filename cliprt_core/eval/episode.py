@@ -144,7 +144,7 @@ class Episode:
 
     @property
     def observation(self):
-        """The observation waiting for a chunk (None before start and after the end)."""
+        """Return the observation waiting for a chunk (None before start and after the end)."""
         return self._observation
 
     # --- driving -------------------------------------------------------------------------------

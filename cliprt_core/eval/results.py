@@ -42,7 +42,7 @@ def record_key(record: dict[str, Any]) -> EpisodeKey:
 
 
 def is_episode_record(record: Any) -> bool:
-    """True for a finished-episode dict: a usable (suite, task_id, episode) key and a success."""
+    """Tell whether a dict is a finished episode: a usable key and a success flag."""
     try:
         record_key(record)
     except (KeyError, TypeError, ValueError):
@@ -143,7 +143,7 @@ class ResultsDir:
         return {record_key(r) for r in self.records()}
 
     def video_path(self, suite: str, task_id: int, episode: int) -> Path:
-        """Base video path of an episode (the episode adds ``_success``/``_failure``)."""
+        """Return the base video path of an episode (it adds ``_success``/``_failure``)."""
         return self.videos_dir / video_name(suite, task_id, episode)
 
     # --- summary -------------------------------------------------------------------------------

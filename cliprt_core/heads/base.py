@@ -45,6 +45,8 @@ class SampleTargets(ABC):
 
     def step_labels(self, actions: np.ndarray) -> np.ndarray | None:
         """
+        Return the integer label of each step of an episode.
+
         Integer label per step of one episode's actions ``[T, A]``, -1 for a step that is no
         training sample; None (the default) when every step is a sample.
         """
@@ -53,6 +55,8 @@ class SampleTargets(ABC):
     @abstractmethod
     def __call__(self, actions: np.ndarray, position: int, label: int) -> Batch:
         """
+        Return the targets of one step of an episode.
+
         Targets of step ``position`` of an episode with actions ``[T, A]`` (float32);
         ``label`` is the step's :meth:`step_labels` entry (-1 without labels).
         """
@@ -101,6 +105,8 @@ class Head(ABC):
     def sample_targets(cls, *, chunk_size: int, vocabulary: Vocabulary | None,
                        labeling: LabelingConfig | None) -> SampleTargets:
         """
+        Return the per-sample targets for a dataset with these settings.
+
         The per-sample targets for a dataset with these settings (a ValueError when the head
         cannot train from them).
         """
@@ -115,6 +121,8 @@ class Head(ABC):
     def training_output(self, model: nn.Module, image: torch.Tensor, prompt: torch.Tensor,
                         *inputs: torch.Tensor) -> Any:
         """
+        Run the training forward pass.
+
         The training forward from raw image and prompt embeddings ``[B, D]`` (runs inside
         DDP); ``inputs`` are :meth:`training_inputs`.
         """
@@ -133,7 +141,7 @@ class Head(ABC):
 
     # --- validation ---------------------------------------------------------------------------
     def validation_reference(self, model: nn.Module, device: torch.device) -> Any:
-        """Computed once per validation pass (under autocast) and given to each batch."""
+        """Compute what every batch of a validation pass needs (once, under autocast)."""
         return None
 
     @abstractmethod
@@ -148,13 +156,15 @@ class Head(ABC):
     # --- inference ----------------------------------------------------------------------------
     @property
     def query_texts(self) -> list[str]:
-        """Fixed texts whose raw embeddings are a constant of the per-query graph."""
+        """Return the fixed texts whose raw embeddings are constants of the per-query graph."""
         return []
 
     @abstractmethod
     def query(self, model: nn.Module, image: torch.Tensor, prompt: torch.Tensor,
               text_embeddings: torch.Tensor | None) -> torch.Tensor:
         """
+        Compute the per-query graph's output.
+
         The per-query graph's output ``[B, *output_shape]`` from raw image and prompt
         embeddings; ``text_embeddings`` are those of :attr:`query_texts` (None if there are
         none).
@@ -162,4 +172,4 @@ class Head(ABC):
 
     @abstractmethod
     def decode(self, output: np.ndarray) -> Any:
-        """A batch of finite float32 outputs ``[B, *output_shape]`` -> what the policy returns."""
+        """Turn finite float32 outputs ``[B, *output_shape]`` into what the policy returns."""

@@ -56,6 +56,8 @@ class DiscreteAction:
 
 class PrimitiveTargets(SampleTargets):
     """
+    Return a step's primitive label and phrase id.
+
     ``label`` (primitive class of the step) and ``phrase_id`` (the phrase to embed; the
     shipped vocabularies have one phrase per class, so it equals ``label``).
     """
@@ -115,7 +117,7 @@ class DiscreteHead(Head):
     # --- training -----------------------------------------------------------------------------
     def training_inputs(self, model: nn.Module, batch: Batch, device: torch.device
                         ) -> tuple[torch.Tensor, ...]:
-        """The micro-batch's distinct phrases (encoded once each) and each sample's index."""
+        """Return the micro-batch's distinct phrases (encoded once) and each sample's index."""
         phrases, inverse = torch.unique(batch['phrase_id'], return_inverse=True)
         return self.phrase_tokens(model, device)[phrases.to(device)], inverse.to(device)
 

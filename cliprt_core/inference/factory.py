@@ -25,6 +25,8 @@ __all__ = ['DEFAULT_RANDOM_MODEL', 'PolicyLoadError', 'build_policy', 'describe_
 
 class PolicyLoadError(ValueError):
     """
+    The policy the settings describe cannot be loaded here.
+
     The policy the settings describe cannot be loaded here (a user error: bad checkpoint,
     model config, device, dtype or backend); the message says which and why.
     """
@@ -55,7 +57,7 @@ def load_policy(settings: PolicySettings, backend_options: dict[str, Any] | None
 
 
 def check_device(device: str) -> None:
-    """A clear error for a device string torch rejects or a CUDA device this machine lacks."""
+    """Reject a device string torch rejects, or a CUDA device this machine lacks, clearly."""
     if not device:
         return
     try:
@@ -76,15 +78,15 @@ def build_policy(checkpoint: str | None = None, model_config: str | None = None,
                  device: str | None = None, dtype: str | None = 'auto', backend: str = 'torch',
                  backend_options: dict[str, Any] | None = None, seed: int = 0) -> Policy:
     """Keyword form of :func:`load_policy` (scripts and tests)."""
-    common = dict(device=device or None, dtype=resolve_dtype(dtype), backend=backend,
-                  backend_options=backend_options)
+    common = {'device': device or None, 'dtype': resolve_dtype(dtype), 'backend': backend,
+              'backend_options': backend_options}
     if checkpoint:
         return Policy.from_checkpoint(checkpoint, model_config=model_config or None, **common)
     return Policy.from_config(model_config or DEFAULT_RANDOM_MODEL, seed=seed, **common)
 
 
 def describe_weights(policy: Policy, settings: PolicySettings) -> str:
-    """What was loaded, for the start-up log: the file (or RANDOM weights) and a weights hash."""
+    """Describe what was loaded for the start-up log: the file (or RANDOM) and a weights hash."""
     fingerprint = weights_fingerprint(policy.model)[:12]
     if settings.checkpoint:
         return f'weights from {settings.checkpoint} (fingerprint {fingerprint})'

@@ -62,6 +62,8 @@ class Policy:
 
     def use_backend(self, name: str, **options: Any) -> None:
         """
+        Run queries with backend ``name``.
+
         Run queries with backend ``name`` (``torch | compile | onnx | tensorrt``; see
         :mod:`cliprt_core.inference.backends` for options). Text encoding and the instruction
         cache stay in torch. Raises a ``BackendError`` subclass with a clear message.
@@ -103,7 +105,7 @@ class Policy:
         return cls(create_model(config), device=device, dtype=dtype, cache_size=cache_size,
                    backend=backend, backend_options=backend_options)
 
-    # --- policy contract --------------------------------------------------------------------------
+    # --- policy contract -------------------------------------------------------------------------
     def reset(self, instruction: str) -> None:
         """Start an episode for ``instruction`` (validated; its embedding is computed now)."""
         self.instruction = validate_instruction(instruction)
@@ -111,6 +113,8 @@ class Policy:
 
     def act(self, image: np.ndarray) -> np.ndarray | DiscreteAction:
         """
+        Answer one image for the current instruction.
+
         One query for the current instruction: a ``(chunk, action_dim)`` float32 chunk
         (CLIP-RT+) or a :class:`DiscreteAction` (``head.outputs_phrases``).
         """
@@ -133,7 +137,7 @@ class Policy:
                 f"{'y' if len(texts) == 1 else 'ies'}; the action was withheld")
         return self.head.decode(output)
 
-    # --- building blocks --------------------------------------------------------------------------
+    # --- building blocks -------------------------------------------------------------------------
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """uint8 HxWx3 images -> normalised model input on the device, in the model dtype."""
         size = self.model.image_size

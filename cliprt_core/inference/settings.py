@@ -39,7 +39,7 @@ class PolicySettings:
 
     @property
     def random_model(self) -> str:
-        """The model config whose random weights run when there is no checkpoint."""
+        """Return the model config whose random weights run without a checkpoint."""
         return self.model_config or DEFAULT_RANDOM_MODEL
 
     def describe(self) -> str:

@@ -46,7 +46,8 @@ class ActionDecoder(nn.Module):
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
         nn.init.normal_(self.text_projection, std=width ** -0.5)
 
-    def forward(self, image_embedding: torch.Tensor, prompt_embedding: torch.Tensor) -> torch.Tensor:
+    def forward(self, image_embedding: torch.Tensor,
+                prompt_embedding: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, D]`` embeddings -> action tokens ``[B, N, D]``."""
         batch = image_embedding.shape[0]
         pad = self.token_embedding.weight[0].to(image_embedding.dtype)

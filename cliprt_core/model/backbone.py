@@ -51,8 +51,8 @@ def build_backbone(config: CLIPRTConfig) -> Backbone:
                                       device=torch.get_default_device())
         tokenizer = open_clip.get_tokenizer(config.backbone)
     if not hasattr(clip, 'token_embedding'):
-        raise ConfigError(f'{config.backbone!r}: only open_clip CLIP models with the built-in text '
-                          'transformer are supported')
+        raise ConfigError(f'{config.backbone!r}: only open_clip CLIP models with the built-in '
+                          'text transformer are supported')
     image_size = clip.visual.image_size
     image_size = int(image_size[0] if isinstance(image_size, (tuple, list)) else image_size)
     return Backbone(

@@ -74,7 +74,7 @@ def list_model_configs() -> list[str]:
 
 
 def model_config_path(name_or_path: str | os.PathLike) -> Path:
-    """The YAML of a shipped model config name, or ``name_or_path`` itself if it is a file."""
+    """Return the YAML of a shipped model config name, or ``name_or_path`` if it is a file."""
     return resolve_config_file('model', name_or_path, MODEL_CONFIG_DIR)
 
 

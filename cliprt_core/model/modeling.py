@@ -79,7 +79,8 @@ class CLIPRT(nn.Module):
                       ) -> torch.Tensor:
         """CLIP-RT+: raw embeddings ``[B, D]`` -> action chunk ``[B, chunk_size, action_dim]``."""
         if self.decoder is None or self.action_head is None:
-            raise RuntimeError(f'model {self.config.name!r} has a discrete head, not a chunk decoder')
+            raise RuntimeError(f'model {self.config.name!r} has a discrete head, not a chunk '
+                               'decoder')
         tokens = self.decoder(F.normalize(image_embedding, dim=-1),
                               F.normalize(prompt_embedding, dim=-1))
         batch = tokens.shape[0]

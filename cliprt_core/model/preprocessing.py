@@ -48,7 +48,7 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 def random_resized_crop(image: torch.Tensor, size: int, scale: tuple[float, float] = (0.9, 1.0),
                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """RandomResizedCrop of one ``[3, H, W]`` image (torchvision's sampling rule), bicubic."""
+    """Apply RandomResizedCrop to one ``[3, H, W]`` image (torchvision's rule), bicubic."""
     height, width = image.shape[-2:]
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))

@@ -152,7 +152,7 @@ class LiberoTaskEnv:
 
     @property
     def raw_env(self):
-        """The wrapped LIBERO ``OffScreenRenderEnv`` (for tests and advanced use)."""
+        """Return the wrapped LIBERO ``OffScreenRenderEnv`` (for tests and advanced use)."""
         return self._env
 
     def reset(self, init_state_index: int) -> Observation:

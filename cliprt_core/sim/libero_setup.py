@@ -32,7 +32,7 @@ _LIBERO: SimpleNamespace | None = None
 
 
 def configure_rendering() -> str:
-    """Default ``MUJOCO_GL`` (and ``PYOPENGL_PLATFORM`` for EGL/OSMesa) without overriding."""
+    """Set ``MUJOCO_GL`` (and ``PYOPENGL_PLATFORM``) defaults without overriding the user's."""
     backend = os.environ.setdefault('MUJOCO_GL', 'egl')
     if backend in ('egl', 'osmesa'):
         os.environ.setdefault('PYOPENGL_PLATFORM', backend)
@@ -114,7 +114,7 @@ def import_libero() -> SimpleNamespace:
 
 
 def libero_available() -> bool:
-    """True if LIBERO imports (used by tests and the CLI to give a clear message)."""
+    """Tell whether LIBERO imports (tests and the CLI use it to give a clear message)."""
     try:
         import_libero()
     except ImportError:

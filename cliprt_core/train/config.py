@@ -114,6 +114,8 @@ class TrainConfig:
 def load_train_config(name_or_path: str | os.PathLike | None,
                       overrides: Sequence[str] = ()) -> TrainConfig:
     """
+    Load a training config.
+
     Load ``config/train/<name>.yaml`` (or a path), apply overrides; run_name defaults to the
     file's name.
     """
@@ -133,7 +135,7 @@ def load_train_config(name_or_path: str | os.PathLike | None,
 
 
 def model_config_of(config: TrainConfig) -> CLIPRTConfig:
-    """The architecture a training config describes (a name is loaded; a config is itself)."""
+    """Return the architecture of a training config (a name is loaded; a config is itself)."""
     if isinstance(config.model, CLIPRTConfig):
         return config.model
     return load_model_config(config.model)

@@ -1,4 +1,6 @@
 """
+Validation pass of the trainer.
+
 Validation pass of the trainer: the head's sums over each rank's shard, all-reduced, then the
 head's metrics (``val_loss``, ``val_samples`` and head-specific ones).
 

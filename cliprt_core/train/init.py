@@ -1,4 +1,6 @@
 """
+Initialise a model before training.
+
 Initialise a model before training: from a checkpoint (whole model or only the CLIP towers)
 or from open_clip's pretrained weights (``open_clip:<tag>``, e.g. ``open_clip:dfn5b``).
 

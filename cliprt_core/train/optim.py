@@ -32,6 +32,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, config: OptimConfig, device: torch.device
                     ) -> torch.optim.AdamW:
     """
+    Build AdamW with the fused kernel unless ``config.fused`` is false.
+
     AdamW(betas, eps) with the fused kernel (CUDA and CPU; ~9x faster than the per-tensor
     loop on CPU) unless ``config.fused`` is false.
     """
@@ -43,6 +45,8 @@ def build_optimizer(model: nn.Module, config: OptimConfig, device: torch.device
 
 class WarmupCosine:
     """
+    Compute the LR multiplier: linear warmup, then cosine.
+
     LR multiplier: linear warmup ``(s + 1) / warmup`` then cosine to ``min_ratio`` at
     ``total_steps`` (open_clip's ``cosine_lr``). ``schedule='constant'`` keeps 1 after warmup.
 
@@ -76,6 +80,8 @@ def restore_optimization(optimizer: torch.optim.Optimizer,
                          scheduler: torch.optim.lr_scheduler.LambdaLR,
                          payload: dict[str, Any]) -> bool:
     """
+    Restore optimizer and scheduler state, keeping the configured settings.
+
     Load the optimizer and scheduler state of a checkpoint, keeping the configured
     hyperparameters (lr, weight decay, betas, eps, the schedule incl. its total steps): a resumed
     run with changed ``optim.*`` / ``train.max_steps`` uses them from here on. True if changed.

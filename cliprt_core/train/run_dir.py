@@ -59,6 +59,8 @@ class RunDir:
 
     def create(self, config: Any, fresh: bool = True) -> None:
         """
+        Make the folders and write the resolved config.
+
         Make the folders and write the resolved config (after removing stale temporary files
         and, for a ``fresh`` run, moving an earlier run's leftovers aside).
         """
@@ -72,7 +74,7 @@ class RunDir:
         atomic_write_text(self.config_file, yaml.safe_dump(to_dict(config), sort_keys=False))
 
     def _own_files(self) -> list[Path]:
-        """What the trainer writes into the run folder (other files there are never touched)."""
+        """List what the trainer writes into the run folder (it never touches other files)."""
         names = [self.config_file, self.metrics_file, self.val_file, self.checkpoints,
                  self.path / 'tb', self.metrics_file.with_suffix('.corrupt.jsonl'),
                  self.val_file.with_suffix('.corrupt.jsonl')]
@@ -129,6 +131,8 @@ class RunDir:
 
     def truncate_after(self, step: int) -> None:
         """
+        Drop records newer than ``step``.
+
         Drop records newer than ``step`` (written after the checkpoint a resume starts from);
         torn or corrupted lines move to ``<name>.corrupt.jsonl``.
         """

@@ -21,7 +21,7 @@ log = logging.getLogger('cliprt.train')
 
 
 def exit_code(signum: int) -> int:
-    """The shell's code for a process stopped by signal ``signum`` (130 SIGINT, 143 SIGTERM)."""
+    """Return the shell's code for a process stopped by ``signum`` (130 SIGINT, 143 SIGTERM)."""
     return 128 + int(signum)
 
 

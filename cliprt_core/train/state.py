@@ -14,7 +14,7 @@ import torch
 
 
 def capture_rng() -> dict[str, Any]:
-    """torch (CPU and current CUDA device), numpy and python RNG states."""
+    """Capture the torch (CPU and current CUDA device), numpy and python RNG states."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state = {

@@ -360,6 +360,8 @@ class Trainer:
     # --- stopping on SIGTERM / Ctrl-C --------------------------------------------------------
     def _stop_requested(self, log_step: bool) -> bool:
         """
+        Tell whether to stop; all ranks agree.
+
         All ranks agree (a signal may reach them at different steps): checked at log steps,
         where the loss is synchronised anyway.
         """

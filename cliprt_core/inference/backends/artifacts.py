@@ -75,7 +75,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def graph_signature(policy: Any) -> dict[str, Any]:
-    """What the exported graph looks like from outside: names, shapes (batch dynamic), dtype."""
+    """Describe the exported graph from outside: names, shapes (batch dynamic), dtype."""
     head = policy.head
     return {
         'format_version': FORMAT_VERSION,

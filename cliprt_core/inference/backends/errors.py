@@ -16,6 +16,8 @@ class BackendUnavailableError(BackendError):
 
 class EngineMismatchError(BackendError):
     """
+    A prebuilt ONNX file or TensorRT engine does not fit.
+
     A prebuilt ONNX file or TensorRT engine does not match this policy, GPU or runtime
     (stale file, other weights, other TensorRT version) or cannot be deserialised.
     """

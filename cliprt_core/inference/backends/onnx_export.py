@@ -50,6 +50,8 @@ def graph_metadata(policy: Any, fingerprint: str | None = None) -> dict[str, Any
 
 class _Float32Conv(torch.nn.Module):
     """
+    A Conv2d computed in fp32 inside a bf16 graph.
+
     A Conv2d computed in fp32 inside a bf16 graph: ONNX has no bf16 Conv before opset 22,
     and the TorchScript exporter stops at opset 20 (the patch embedding is a tiny part).
     """
@@ -85,6 +87,8 @@ def _bf16_convolutions_in_fp32(graph: torch.nn.Module, dtype: torch.dtype) -> It
 @contextmanager
 def _exportable() -> Iterator[None]:
     """
+    Trace the plain ops of nn.MultiheadAttention.
+
     Trace the plain ops: nn.MultiheadAttention's inference fast path (taken under no_grad /
     inference_mode) is a fused op that has no ONNX symbolic.
     """

@@ -48,7 +48,7 @@ def import_tensorrt():
 
 
 def tensorrt_environment(device: Any = None) -> dict[str, str]:
-    """TensorRT version, GPU name and compute capability: part of every engine's identity."""
+    """Return the TensorRT version, GPU name and compute capability (an engine's identity)."""
     import torch
 
     trt = import_tensorrt()
@@ -60,7 +60,7 @@ def tensorrt_environment(device: Any = None) -> dict[str, str]:
 
 
 def has_weak_typing(trt: Any) -> bool:
-    """TensorRT 10.x precision flags (removed in 11.x)."""
+    """Tell whether TensorRT has the 10.x precision flags (removed in 11.x)."""
     return hasattr(trt.BuilderFlag, 'FP16') and hasattr(trt.BuilderFlag, 'BF16')
 
 
@@ -91,6 +91,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
                  precision: str | None = None, max_batch: int = 32, opt_batch: int = 1,
                  workspace_gb: float | None = None, device: Any = None) -> dict[str, Any]:
     """
+    Build and write a serialized engine and its metadata.
+
     Build a serialized engine with a batch profile ``1..max_batch`` and write it with its
     metadata sidecar. Returns the metadata.
     """
@@ -152,6 +154,8 @@ def sidecar(engine_path: str | os.PathLike) -> Path:
 
 def read_engine(engine_path: str | os.PathLike, expected: dict[str, Any]) -> tuple[bytes, dict]:
     """
+    Return engine bytes and metadata after checking them.
+
     Engine bytes and metadata, after checking the sidecar against ``expected`` fields and
     the bytes against the recorded sha256. Raises :class:`EngineMismatchError`.
     """

@@ -1,4 +1,6 @@
 """
+The TensorRT runtime and the ``backend='tensorrt'`` glue.
+
 TensorRT runtime binding torch CUDA tensors (no cuda-python / pycuda dependency), and the
 ``backend='tensorrt'`` glue (engine cache -> runtime).
 

@@ -1,6 +1,4 @@
-"""
-Eager torch backend: the per-query graph as it is (the reference every backend is checked against).
-"""
+"""Eager torch backend: the per-query graph as it is (the reference for every backend)."""
 from __future__ import annotations
 
 from typing import Any
