@@ -10,9 +10,11 @@ what is finished and exits with :func:`exit_code`.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import logging
 import signal
 import threading
+from typing import Iterator
 
 #: What systemd, SLURM, containers, ``kill`` and a terminal's Ctrl-C send.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -21,6 +23,32 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def exit_code(signum: int) -> int:
     """Return the shell's code for a job stopped by ``signum`` (130 SIGINT, 143 SIGTERM)."""
     return 128 + int(signum)
+
+
+class Interrupted(BaseException):
+    """Raised by :func:`interrupt_on_signals` handlers: a stop signal arrived (nothing to save)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """Make SIGTERM and SIGINT raise :class:`Interrupted` (set-up phases: nothing to save yet)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class StopRequest:

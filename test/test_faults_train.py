@@ -202,13 +202,13 @@ def test_a_diverged_run_never_saves_non_finite_weights(tmp_path, demos, capsys):
 
 
 def test_signals_during_set_up_and_a_second_ctrl_c():
-    from cliprt_core.train.signals import Interrupted, StopRequest, interrupt_on_signals
+    from cliprt_core.signals import Interrupted, interrupt_on_signals, StopRequest
 
     with pytest.raises(Interrupted) as err, interrupt_on_signals():
         signal.raise_signal(signal.SIGTERM)  # while the model is built: nothing to save yet
     assert err.value.signum == signal.SIGTERM and str(err.value) == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    with StopRequest() as stop:
+    with StopRequest('stopping after this step') as stop:
         signal.raise_signal(signal.SIGINT)
         assert stop.requested and stop.name == "SIGINT"  # first Ctrl-C: stop after the step
         with pytest.raises(KeyboardInterrupt):

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         format=f'%(asctime)s [rank {rank}] %(levelname)s %(message)s')
     from cliprt_core.config import to_dict
     from cliprt_core.train import distributed
-    from cliprt_core.train.signals import Interrupted, exit_code, interrupt_on_signals
+    from cliprt_core.signals import exit_code, Interrupted, interrupt_on_signals
 
     trainer = None
     try:

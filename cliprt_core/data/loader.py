@@ -20,6 +20,7 @@ import threading
 from typing import Iterator, Sequence
 
 from cliprt_core.data.libero_hdf5 import LiberoFile
+from cliprt_core.signals import STOP_SIGNALS
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -111,9 +112,6 @@ def split_demos(files: Sequence[LiberoFile], val_fraction: float, seed: int = 0,
         for name in names:
             (val if name in chosen else train).append((file_index, name))
     return train, val
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def ignore_stop_signals() -> None:

@@ -25,13 +25,13 @@ from cliprt_core.data.loader import worker_deaths_ignored
 from cliprt_core.heads import Head, head_for, LossStep
 from cliprt_core.model import CLIPRTConfig, create_model
 from cliprt_core.model.preprocessing import normalize
+from cliprt_core.signals import StopRequest
 from cliprt_core.train.config import model_config_of, TrainConfig
 import cliprt_core.train.distributed as D
 from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
 from cliprt_core.train.optim import build_optimizer, build_scheduler, restore_optimization
 from cliprt_core.train.run_dir import RunDir
-from cliprt_core.train.signals import StopRequest
 from cliprt_core.train.state import capture_rng, restore_rng
 import torch
 from torch import nn
@@ -142,7 +142,8 @@ class Trainer:
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.best_val = math.inf
         self._iterator = None
-        self._stop = StopRequest()
+        self._stop = StopRequest('saving checkpoints/last.pt at the end of this step, then '
+                                 'stopping', log)
         self._grad_window = torch.zeros((), device=self.device)  # sum of grad norms since a save
         self._last_saved = -1  # step of the newest last.pt
         if resume:
