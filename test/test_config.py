@@ -70,3 +70,45 @@ def test_file_errors(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(Run, bad)
+
+
+def test_duplicate_keys_are_errors_not_last_one_wins(tmp_path):
+    """YAML silently keeps the last of two equal keys; a config file must not."""
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: a\noptim:\n  lr: 0.1\n  betas: [0.9, 0.9]\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: duplicate key 'lr' \(line 3 and line 5\)"):
+        load_config(Run, path)
+
+
+def test_settings_derive_flags_and_parse_like_the_config(capsys):
+    """One definition per setting: the flag, its help and its parsing come from the field."""
+    import argparse
+
+    from cliprt_core.cli.options import add_config_flags, given_flags
+    from cliprt_core.config import leaves, setting
+
+    @dataclass(frozen=True)
+    class Inner:
+        backend: Literal["torch", "onnx"] = setting("torch", "which backend (100% eager)")
+        seed_of_weights: int | None = setting(None, "seed")
+
+    @dataclass(frozen=True)
+    class Outer:
+        inner: Inner = field(default_factory=Inner)
+        video: bool = setting(False, "write videos")
+
+    found = leaves(Outer)
+    assert set(found) == {"backend", "seed_of_weights", "video"}
+    assert found["backend"].path == ("inner", "backend") and found["backend"].choices == (
+        "torch", "onnx")
+    assert found["seed_of_weights"].parse("7") == 7 and found["video"].parse("true") is True
+    with pytest.raises(ConfigError, match="seed_of_weights"):
+        found["seed_of_weights"].parse("seven")
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, Outer)
+    args = parser.parse_args(["--backend", "onnx", "--no-video"])
+    assert given_flags(args, Outer) == {"backend": "onnx", "video": False}
+    assert "100% eager" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--backend", "tensorflow"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from ros_utils import colcon_build, colcon_env, PKG, REPO
+from ros_utils import colcon_build, colcon_env, installed_env, PKG, REPO
 
 NODES = {'policy_node', 'libero_bridge_node'}
 EXEC_DEPENDS = {
@@ -227,6 +227,15 @@ def test_colcon_build_installs_package(installed_info):
     assert installed_info['tiny_name'] == 'cliprt-tiny'
     for node_module in (REPO / PKG).glob('*.py'):
         assert (site / PKG / node_module.name).is_file()
+    # Every command-line tool is where `ros2 run cliprt_ros <tool>` finds it, and runs from there.
+    tools = [name for name in installed_info['scripts'] if name.startswith('cliprt-')]
+    assert {'cliprt-eval', 'cliprt-train', 'cliprt-data', 'cliprt-bench', 'cliprt-export',
+            'cliprt-demo'} <= set(tools)
+    for tool in tools:
+        assert os.access(prefix / 'lib' / PKG / tool, os.X_OK), tool
+    done = subprocess.run([str(prefix / 'lib' / PKG / 'cliprt-eval'), '--help'],
+                          env=installed_env(prefix), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and '--checkpoint' in done.stdout, done.stderr
 
 
 @pytest.mark.slow
