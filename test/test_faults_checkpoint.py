@@ -106,6 +106,7 @@ def test_truncated_checkpoint_is_named_truncated(tiny, tmp_path):
     assert "is truncated" in _error(path)
 
 
+@pytest.mark.slow  # a subprocess
 def test_mismatched_official_file_is_rejected_before_building_and_names_the_config(tiny,
                                                                                    tmp_path):
     """A tiny model in the official layout, loaded with the default (ViT-H) config: the error

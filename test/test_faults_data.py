@@ -94,6 +94,7 @@ def test_corrupted_metadata_through_cliprt_train(pristine, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a subprocess
 def test_corrupted_chunk_read_by_a_loader_worker_is_one_line(tmp_path):
     path = tmp_path / libero_file_name(TASK)
     write_libero_hdf5(path, num_demos=2, length=12, layout="no_noops", instruction=TASK)

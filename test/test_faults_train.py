@@ -48,6 +48,7 @@ def _wait_for_steps(process, metrics: Path, steps: int, timeout: float = 240) ->
     pytest.fail("training did not start in time")
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("sig, workers", [(signal.SIGTERM, 2), (signal.SIGINT, 1)])
 def test_signal_to_the_process_group_saves_and_resume_continues(tmp_path, demos, sig, workers):
     run_dir = tmp_path / "run"
