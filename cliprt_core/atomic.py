@@ -124,11 +124,17 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 # --- JSON lines ---------------------------------------------------------------------------------
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append one JSON line and fsync, so a finished record survives a crash right after."""
-    line = (json.dumps(record, sort_keys=False) + '\n').encode('utf-8')
+    _append_fsynced(path, (json.dumps(record, sort_keys=False) + '\n').encode('utf-8'),
+                    drop_torn_tail=True)
+
+
+def _append_fsynced(path: str | os.PathLike, data: bytes, drop_torn_tail: bool = False) -> None:
+    """Append ``data`` and fsync; a full disk becomes a :class:`DiskFullError` naming ``path``."""
     try:
         with open(path, 'ab+') as handle:
-            _drop_torn_tail(handle)
-            handle.write(line)
+            if drop_torn_tail:
+                _drop_torn_tail(handle)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
@@ -191,15 +197,7 @@ def repair_jsonl(path: str | os.PathLike, quarantine: str | os.PathLike,
     records, bad = scan_jsonl(path, valid)
     if not bad:
         return records, bad
-    try:
-        with open(quarantine, 'ab') as handle:
-            handle.write(b''.join(raw + b'\n' for _, raw in bad))
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        if _is_disk_full(exc):
-            raise disk_full_error(quarantine) from exc
-        raise
+    _append_fsynced(quarantine, b''.join(raw + b'\n' for _, raw in bad))
     atomic_write_text(path, ''.join(json.dumps(r, sort_keys=False) + '\n' for r in records))
     return records, bad
 

@@ -6,11 +6,11 @@ API used by ``cliprt-eval`` and by the ROS LIBERO bridge (which must produce ide
 (runner.py), ``EvalConfig`` (config.py).
 
 Names are imported on first use: env worker processes import ``cliprt_core.eval.worker`` and
-must not pay for torch (which ``results`` pulls in through ``cliprt_core.atomic``).
+must not pay for what the main process needs (torch, plotting).
 """
 from __future__ import annotations
 
-import importlib
+from cliprt_core.lazy import lazy_exports
 
 _EXPORTS = {
     'EvalConfig': 'config', 'load_eval_config': 'config', 'parse_tasks': 'config',
@@ -24,16 +24,4 @@ _EXPORTS = {
     'EpisodeHost': 'worker', 'LiberoEnvFactory': 'worker', 'failure_record': 'worker',
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cliprt_core.eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f'cliprt_core.eval.{module}'), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

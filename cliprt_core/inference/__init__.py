@@ -6,7 +6,7 @@ names) can be imported by processes that never run a model (env workers, launch 
 """
 from __future__ import annotations
 
-import importlib
+from cliprt_core.lazy import lazy_exports
 
 _EXPORTS = {
     'NonFiniteActionError': 'inputs', 'PolicyInputError': 'inputs',
@@ -14,16 +14,4 @@ _EXPORTS = {
     'PolicySettings': 'settings', 'build_policy': 'factory',
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cliprt_core.inference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f'cliprt_core.inference.{module}'), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
