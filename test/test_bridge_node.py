@@ -228,6 +228,7 @@ def test_installed_bridge_validates_parameters_waits_for_a_policy_and_stops_on_s
         summary = json.loads((tmp_path / 'b' / 'summary.json').read_text())
         assert summary['missing_episodes'] == 1 and not summary['complete']
         assert 'no policy node' in summary['run']['stopped']
+        assert '# LIBERO evaluation' in alone.output()  # the launch log shows the table
         assert invalid.proc.wait(timeout=60) == 2, invalid.output()
         assert "unknown LIBERO suite 'libero_100'" in invalid.output()
         for proc in (waiting, alone, invalid):
