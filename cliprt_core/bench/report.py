@@ -66,3 +66,13 @@ def sim_table(rows: Sequence[dict[str, Any]]) -> str:
              *(f"{100 * r['share'][k]:.1f}%" for k in ('reset', 'sim', 'policy'))]
             for r in rows]
     return table(headers, body)
+
+
+def expert_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Text table of ``cliprt-bench experts`` rows (success with the Wilson 95% interval)."""
+    headers = ['task', 'instruction', 'success', '95% CI', 'steps', 's/episode', 'failed']
+    body = [[str(r['task']), r['instruction'], f"{r['successes']}/{r['episodes']}",
+             f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}%", f"{r['mean_steps']:.0f}",
+             f"{r['seconds_per_episode']:.1f}", ','.join(map(str, r['failed_init_states'][:8]))]
+            for r in rows]
+    return table(headers, body)

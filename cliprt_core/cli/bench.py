@@ -5,6 +5,7 @@ r"""
                                  inference backends x batch sizes (the default subcommand)
   cliprt-bench data ...          HDF5 loader samples/s against the training step
   cliprt-bench sim ...           LIBERO evaluation env steps/s with 1..N env workers
+  cliprt-bench experts ...       scripted expert success over the fixed init states
 
   cliprt-bench                                  # cache vs naive, tiny + ViT-B-32 on CPU
   cliprt-bench --backends torch,compile,onnx --batch 1,8,32
@@ -12,6 +13,7 @@ r"""
                --backends torch,compile --batch 1,8,32          # the real CLIP-RT+ on a GPU
   cliprt-bench data --workers 0 4 8 16 --data 'data/libero_spatial_no_noops/*.hdf5'
   cliprt-bench sim --workers 1 4 8 --episodes 8 --max-steps 220
+  cliprt-bench experts --suite libero_goal --tasks all --init-states 0-49 --workers 2
 
 Results are JSON (stdout; ``data`` prints readable lines and writes JSON with --json), tables go
 to stderr. The ROS round-trip benchmark is ``python -m cliprt_ros.bench`` (it needs rclpy).
@@ -27,7 +29,7 @@ from typing import Sequence
 import torch
 
 DEFAULT_MODELS = 'cliprt-tiny,cliprt-plus-vit-b-32'
-COMMANDS = ('inference', 'data', 'sim')
+COMMANDS = ('inference', 'data', 'sim', 'experts')
 DEFAULT_COMMAND = 'inference'
 
 
@@ -99,17 +101,30 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_sim)
 
 
+def _add_experts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--suite', default='libero_goal')
+    parser.add_argument('--tasks', default='all',
+                        help="tasks with an expert: 'all' or e.g. '1,2,4,6,8'")
+    parser.add_argument('--init-states', default='0-49', help="e.g. '0-49' or '0,3,5-7'")
+    parser.add_argument('--workers', type=int, default=1, help='env worker processes')
+    parser.add_argument('--camera-size', type=int, default=32,
+                        help='camera size of the envs (nothing is rendered)')
+    parser.add_argument('--json', type=Path, help='also write the per-task rows here')
+    parser.set_defaults(run=run_experts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``cliprt-bench`` parser: one subcommand per benchmark."""
-    from cliprt_core.bench import data_bench, sim_bench
+    from cliprt_core.bench import data_bench, expert_bench, sim_bench
 
     parser = argparse.ArgumentParser(prog='cliprt-bench', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest='command', required=True, metavar='{inference,data,sim}')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='{inference,data,sim,experts}')
     for name, add, text, description in (
             ('inference', _add_inference, 'inference latency (default)', __doc__),
             ('data', _add_data, 'data-loader throughput', data_bench.__doc__),
-            ('sim', _add_sim, 'LIBERO evaluation throughput', sim_bench.__doc__)):
+            ('sim', _add_sim, 'LIBERO evaluation throughput', sim_bench.__doc__),
+            ('experts', _add_experts, 'scripted expert success rates', expert_bench.__doc__)):
         add(commands.add_parser(name, help=text, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
@@ -182,6 +197,38 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_experts(args: argparse.Namespace) -> int:
+    """``cliprt-bench experts``: one JSON line per episode on stdout, a table on stderr."""
+    from tqdm import tqdm
+
+    from cliprt_core.bench.expert_bench import run_expert_episodes, success_table
+    from cliprt_core.bench.report import expert_table, write_json_line
+    from cliprt_core.eval.config import parse_tasks
+    from cliprt_core.sim import NUM_INIT_STATES, NUM_TASKS
+    from cliprt_core.sim.experts import expert_tasks
+
+    if args.suite not in NUM_TASKS:
+        raise ValueError(f"unknown suite {args.suite!r}; one of {', '.join(NUM_TASKS)}")
+    available = expert_tasks(args.suite)
+    tasks = available if args.tasks == 'all' else parse_tasks(args.tasks, NUM_TASKS[args.suite])
+    missing = sorted(set(tasks) - set(available))
+    if missing:
+        raise ValueError(f'no scripted expert for {args.suite} task(s) {missing}; experts '
+                         f'exist for tasks {available}')
+    init_states = parse_tasks(args.init_states, NUM_INIT_STATES)
+    with tqdm(total=len(tasks) * len(init_states), desc='expert episodes', unit='ep') as bar:
+        def on_episode(record):
+            write_json_line(record, sys.stdout)
+            bar.update()
+        records = run_expert_episodes(args.suite, tasks, init_states, args.workers,
+                                      args.camera_size, on_episode)
+    rows = success_table(records)
+    print('\n' + expert_table(rows), file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + '\n')
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one benchmark; without a subcommand, ``inference`` (``cliprt-bench --batch 1,8``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -194,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (CheckpointError, ConfigError, DataError, FileNotFoundError) as exc:
+    except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as exc:
         print(f'cliprt-bench {args.command}: error: {exc}', file=sys.stderr)
         return 2
 

@@ -170,7 +170,7 @@ class LiberoTaskEnv:
         self._env.reset()
         dummy = protocol.DUMMY_ACTION.tolist()
         if self.fast_settle and self.num_dummy_steps > 0:
-            with self._unseen_frames():
+            with self.unseen_frames():
                 self._env.set_init_state(self.init_states[index])
                 for _ in range(self.num_dummy_steps - 1):
                     self._env.step(dummy)
@@ -207,9 +207,12 @@ class LiberoTaskEnv:
                           reward=float(reward))
 
     @contextlib.contextmanager
-    def _unseen_frames(self):
+    def unseen_frames(self):
         """
         Swap the camera sensors for a blank frame (no rendering) while frames are discarded.
+
+        Use it around steps whose images nobody reads (a state-based expert measuring success):
+        the observations carry black frames, everything else is unchanged.
 
         Only the sensor function changes: robosuite's sampling clock (which sub-step a frame is
         taken at) runs exactly as before, so the first frame rendered afterwards is the same.
