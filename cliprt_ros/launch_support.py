@@ -14,8 +14,8 @@ from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig
 NOT_GIVEN = ''
 #: Node settings exposed as launch arguments, per launch file.
 POLICY_ARGUMENTS = ('checkpoint', 'model_config', 'backend', 'device', 'dtype')
-EVAL_ARGUMENTS = ('suite', 'tasks', 'episodes', 'max_steps', 'results_dir', 'video',
-                  'wrist_camera')
+EVAL_ARGUMENTS = ('suite', 'tasks', 'episodes', 'first_episode', 'max_steps', 'results_dir',
+                  'video', 'wrist_camera')
 
 
 def argument_descriptions(names):

@@ -283,7 +283,12 @@ def test_eval_config_selection_and_validation():
     assert load_config(EvalConfig, {"suite": "all"}).suites() == [
         "libero_spatial", "libero_object", "libero_goal", "libero_10"]
     assert parse_tasks([3, 1, 3], 10) == [1, 3]
+    held_out = load_config(EvalConfig, {"suite": "libero_goal", "tasks": "8", "episodes": 10,
+                                        "first_episode": 40})
+    assert held_out.episode_keys() == [("libero_goal", 8, i) for i in range(40, 50)]
+    assert held_out.run_settings()["first_episode"] == 40
     for bad in ({"episodes": 51}, {"suite": "libero_100"}, {"tasks": "0-10"},
+                {"first_episode": 41, "episodes": 10}, {"first_episode": -1},
                 {"tasks": "a-b"}, {"workers": 0}, {"max_stpes": 3}):
         with pytest.raises(ConfigError):
             load_config(EvalConfig, bad)

@@ -25,6 +25,9 @@ class EvalConfig:
     tasks: str | list[int] = setting('all', "task ids: 'all', '0-9' or '0,3,5'")
     episodes: int = setting(protocol.NUM_INIT_STATES, 'episodes per task: fixed initial states '
                             f'0..n-1, at most {protocol.NUM_INIT_STATES}')
+    first_episode: int = setting(0, 'first fixed initial state: episodes run on init states '
+                                 'first_episode .. first_episode+episodes-1 (e.g. 40 with '
+                                 'episodes 10: states held out from training on 0..39)')
     workers: int = setting(1, 'env worker processes (1: the env runs in the main process)')
     max_steps: int | None = setting(None, 'cap on the per-suite horizon (smoke runs; not the '
                                     'protocol); unset = the protocol horizon')
@@ -54,6 +57,10 @@ class EvalConfig:
         if not 1 <= self.episodes <= protocol.NUM_INIT_STATES:
             raise ConfigError(f'episodes: must be 1..{protocol.NUM_INIT_STATES} (one per fixed '
                               f'initial state), got {self.episodes}')
+        if not 0 <= self.first_episode <= protocol.NUM_INIT_STATES - self.episodes:
+            raise ConfigError(f'first_episode: init states {self.first_episode}..'
+                              f'{self.first_episode + self.episodes - 1} do not exist (there are '
+                              f'{protocol.NUM_INIT_STATES}: 0..{protocol.NUM_INIT_STATES - 1})')
         if self.workers < 1:
             raise ConfigError(f'workers: must be >= 1, got {self.workers}')
         if self.max_steps is not None and self.max_steps < 1:
@@ -83,7 +90,7 @@ class EvalConfig:
     def episode_keys(self) -> list[tuple[str, int, int]]:
         """Every requested episode, suite-major, task-major: ``(suite, task_id, init index)``."""
         return [(suite, task, episode) for suite in self.suites() for task in self.task_ids(suite)
-                for episode in range(self.episodes)]
+                for episode in range(self.first_episode, self.first_episode + self.episodes)]
 
     def horizon(self, suite: str) -> int:
         horizon = protocol.HORIZONS[suite]
@@ -116,7 +123,7 @@ class EvalConfig:
         """Return the protocol settings plus the selection: the common part of ``run.json``."""
         return {**self.protocol_settings(), 'suites': self.suites(),
                 'tasks': self.tasks if isinstance(self.tasks, str) else list(self.tasks),
-                'episodes_per_task': self.episodes}
+                'episodes_per_task': self.episodes, 'first_episode': self.first_episode}
 
     def protocol_settings(self) -> dict[str, Any]:
         """Return what makes episodes of two runs comparable (run.json, checked on resume)."""
