@@ -5,6 +5,7 @@
 #   make demo     run the end-to-end demo (CHECKPOINT=path/to/ckpt optional)
 #   make colcon   colcon build of this repo into build/ and install/ (colcon from .venv)
 #   make bench    inference benchmarks (BENCH_ARGS="data ..." / "sim ...": loader / simulator)
+#   make learn-demo  scripted LIBERO demos -> CPU training -> held-out evaluation via ROS (LEARN_ARGS=...)
 #   make gpu-extras  TensorRT Python package (GPU machines only; never installed by default)
 #   make lock     regenerate requirements/constraints.txt from a scratch venv
 #   make clean / distclean
@@ -26,7 +27,7 @@ SYSDEPS := libegl1 libgl1-mesa-dri libosmesa6
 MUJOCO_GL ?= egl
 export MUJOCO_GL
 
-.PHONY: venv sysdeps test demo colcon bench gpu-extras lock clean distclean
+.PHONY: venv sysdeps test demo learn-demo colcon bench gpu-extras lock clean distclean
 
 venv: $(STAMP)
 
@@ -56,6 +57,10 @@ test: venv sysdeps
 
 demo: venv sysdeps
 	$(PY) -m cliprt_ros.run_eval $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(DEMO_ARGS)
+
+# The learning loop (cliprt_core/learn.py): resumable, rerun to continue; report in runs/learn-demo.
+learn-demo: venv sysdeps
+	$(PY) -m cliprt_core.learn --output runs/learn-demo $(LEARN_ARGS)
 
 # colcon must come from the same venv as rclpy (console-script shebangs point at its python).
 colcon: venv

@@ -89,6 +89,11 @@ def test_both_layouts_are_read(suite):
     # a folder (recursive), a glob, and several suites at once; duplicates collapse
     assert len(find_hdf5_files([str(root), str(root / "*" / "*.hdf5")])) == 2
     assert find_hdf5_files(str(root / "nn" / "*.hdf5")) == [no_noops.path.resolve()]
+    # a hidden folder (a collection's staging area of unfinished demos) is not data
+    staged = root / "nn" / ".parts" / "task"
+    staged.mkdir(parents=True, exist_ok=True)
+    (staged / "init_3.hdf5").write_bytes(b"not a demo file")
+    assert find_hdf5_files(str(root / "nn")) == [no_noops.path.resolve()]
 
 
 def test_demo_order_is_numeric(tmp_path):

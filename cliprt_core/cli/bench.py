@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog='cliprt-bench', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest='command', required=True, metavar='{inference,data,sim,experts}')
+    commands = parser.add_subparsers(dest='command', required=True,
+                                     metavar='{' + ','.join(COMMANDS) + '}')
     for name, add, text, description in (
             ('inference', _add_inference, 'inference latency (default)', __doc__),
             ('data', _add_data, 'data-loader throughput', data_bench.__doc__),
@@ -210,7 +211,8 @@ def run_experts(args: argparse.Namespace) -> int:
     if args.suite not in NUM_TASKS:
         raise ValueError(f"unknown suite {args.suite!r}; one of {', '.join(NUM_TASKS)}")
     available = expert_tasks(args.suite)
-    tasks = available if args.tasks == 'all' else parse_tasks(args.tasks, NUM_TASKS[args.suite])
+    tasks = (available if args.tasks == 'all'
+             else parse_tasks(args.tasks, NUM_TASKS[args.suite]))
     missing = sorted(set(tasks) - set(available))
     if missing:
         raise ValueError(f'no scripted expert for {args.suite} task(s) {missing}; experts '

@@ -83,7 +83,9 @@ def find_hdf5_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> l
     """
     Files named by ``paths``: HDF5 files, folders (searched recursively) or glob patterns.
 
-    Raises DataError when an entry matches nothing or the result is empty.
+    Hidden folders inside a searched folder are skipped (``cliprt-data collect`` stages
+    unfinished demos in ``.parts/``). Raises DataError when an entry matches nothing or the
+    result is empty.
     """
     entries = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not entries:
@@ -94,7 +96,9 @@ def find_hdf5_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> l
         path = Path(text)
         if path.is_dir():
             matches = sorted(p for p in path.rglob('*')
-                             if p.suffix in HDF5_SUFFIXES and p.is_file())
+                             if p.suffix in HDF5_SUFFIXES and p.is_file()
+                             and not any(part.startswith('.')
+                                         for part in p.relative_to(path).parent.parts))
             if not matches:
                 raise DataError(f'folder {path} contains no HDF5 files (*.hdf5, *.h5)')
         elif path.is_file():

@@ -31,6 +31,7 @@ import cliprt_core.train.distributed as D
 from cliprt_core.train.evaluation import validate
 from cliprt_core.train.init import initialise
 from cliprt_core.train.optim import build_optimizer, build_scheduler, restore_optimization
+from cliprt_core.train.plots import plot_training_curve
 from cliprt_core.train.run_dir import RunDir
 from cliprt_core.train.state import capture_rng, restore_rng
 import torch
@@ -222,6 +223,8 @@ class Trainer:
             if self._last_saved != self.step:
                 with worker_deaths_ignored():  # a dead worker must not cost the progress
                     self.save()
+            if self.dist.is_main:
+                plot_training_curve(self.run.metrics_file, self.run.path / 'curve.png')
         finally:
             if progress is not None:
                 progress.close()

@@ -1,6 +1,8 @@
 """
-Scripted, state-based LIBERO experts: they read object and fixture poses from the simulator and
-emit OSC_POSE delta actions in LIBERO's convention (7-D in [-1, 1], gripper -1 open / +1 closed).
+Scripted, state-based LIBERO experts.
+
+They read object and fixture poses from the simulator and emit OSC_POSE delta actions in
+LIBERO's convention (7-D in [-1, 1], gripper -1 open / +1 closed).
 
     expert = expert_for('libero_goal', 8)      # put the bowl on the plate
     observation = env.reset(0)

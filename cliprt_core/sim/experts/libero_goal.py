@@ -1,6 +1,8 @@
 """
-Plans for the libero_goal scene (kitchen table: bowl, plate, cream cheese, wine bottle, stove,
-cabinet, wine rack). Heights are world z in metres (the table top is at about 0.90).
+Plans for the libero_goal scene.
+
+The kitchen table holds a bowl, a plate, cream cheese, a wine bottle, a stove, a cabinet and a
+wine rack. Heights are world z in metres (the table top is at about 0.90).
 
 Each plan reads poses from the scene when it is built (after the init state has settled), so the
 small per-episode placement noise of the fixed init states is absorbed.
