@@ -1,19 +1,31 @@
 """
-``cliprt-data``: look at demonstration HDF5 files before training on them.
+``cliprt-data``: look at, collect, replay and regenerate LIBERO demonstration HDF5 files.
 
     cliprt-data inspect data/libero_spatial_no_noops            # a folder, files or globs
     cliprt-data inspect 'data/*/*.hdf5' --labels --json
+    cliprt-data collect --suite libero_goal --tasks 8 --init-states 0-39 --output data/goal
+    cliprt-data replay data/goal/put_the_bowl_on_the_plate_demo.hdf5 --json
+    cliprt-data regenerate libero_goal/*.hdf5 --output data/libero_goal_no_noops
+
+The tools are :mod:`cliprt_core.data.collect`, :mod:`~cliprt_core.data.replay` and
+:mod:`~cliprt_core.data.regenerate`; this module only parses arguments and prints.
 """
 from __future__ import annotations
 
 import argparse
 from collections import Counter
 import json
+import math
+from pathlib import Path
+import signal
 import sys
 
 from cliprt_core.data.libero_hdf5 import (DataError, find_hdf5_files, noop_mask, read_actions,
                                           read_file_info)
+from cliprt_core.signals import exit_code, interrupt_on_signals, Interrupted, StopRequest
 import numpy as np
+
+EXIT_DISK_FULL = 74  # EX_IOERR, as cliprt-train and cliprt-eval
 
 DIMS = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
 
@@ -82,6 +94,156 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _demo_names(tokens: list[str] | None) -> list[str] | None:
+    """``demo_3`` / ``3`` / ``0-4`` / ``0,2`` tokens -> demo group names (None: all demos)."""
+    if not tokens:
+        return None
+    from cliprt_core.data.collect import parse_indices
+
+    names: list[str] = []
+    for token in tokens:
+        for part in token.split(','):
+            part = part.strip()
+            if part.startswith('demo_'):
+                names.append(part)
+            elif part:
+                names += [f'demo_{i}' for i in parse_indices(part, 10**9, '--demos')]
+    return list(dict.fromkeys(names))
+
+
+def _task_override(args):
+    """Return the task of ``--suite`` / ``--task`` (both or neither), or None."""
+    if args.suite is None and args.task is None:
+        return None
+    if args.suite is None or args.task is None:
+        raise DataError('--suite and --task go together (they name the task of every file)')
+    from cliprt_core.data.libero_tasks import task_ref
+
+    return task_ref(args.suite, args.task)
+
+
+def _print_collect(summary: dict) -> None:
+    print(f"collected into {summary['output']} ({summary['layout']} layout, "
+          f"{summary['camera_size']} px, {summary['workers']} worker(s)): "
+          f"{summary['wall_s']:.1f} s, {summary['steps_per_s']:.2f} recorded steps/s")
+    for t in summary['tasks']:
+        per_demo = f", {t['seconds_per_demo']:.1f} s per demo" if t['successes'] else ''
+        rate = f", {t['steps_per_s']:.2f} steps/s per worker" if t['steps_per_s'] else ''
+        print(f"  {t['suite']} task {t['task_id']} ({t['task']}): {t['successes']}/"
+              f"{t['attempts']} succeeded, {t['steps']} steps recorded, {t['seconds']:.1f} s"
+              f"{per_demo}{rate}; {t['skipped']} init states already finished")
+        if t['failed_init_states']:
+            print('    failed (no success within the horizon): init states '
+                  f"{t['failed_init_states']}")
+        for index, error in t['errors'].items():
+            print(f'    error at init state {index}: {error}')
+        if t['demos_in_file'] is not None:
+            print(f"    {t['file']}: {t['demos_in_file']} demos")
+
+
+def cmd_collect(args) -> int:
+    from cliprt_core.data.collect import (CollectionStopped, CollectSettings, parse_indices,
+                                          run_collection)
+    from cliprt_core.sim import protocol
+
+    if args.suite not in protocol.SUITES:
+        raise DataError(f'unknown suite {args.suite!r}; expected one of '
+                        f"{', '.join(protocol.SUITES)}")
+    settings = CollectSettings(
+        suite=args.suite,
+        tasks=tuple(parse_indices(args.tasks, protocol.NUM_TASKS[args.suite], '--tasks')),
+        init_states=tuple(parse_indices(args.init_states, protocol.NUM_INIT_STATES,
+                                        '--init-states')),
+        output=Path(args.output), workers=args.workers, layout=args.layout,
+        camera_size=args.camera_size, max_steps=args.max_steps,
+        retry_failed=args.retry_failed, progress=not args.no_progress)
+    stop = StopRequest('stopping: episodes in flight are abandoned, finished demos are kept')
+    try:
+        with stop:
+            summary = run_collection(settings, stop=lambda: stop.requested)
+    except (CollectionStopped, KeyboardInterrupt) as exc:
+        if isinstance(exc, CollectionStopped) and not args.json:
+            _print_collect(exc.summary)
+        print(f'cliprt-data: stopped; finished demos are kept in {settings.output}; rerun the '
+              'same command to resume', file=sys.stderr)
+        return exit_code(stop.signum or signal.SIGINT)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+    else:
+        _print_collect(summary)
+    return 1 if any(t['errors'] for t in summary['tasks']) else 0
+
+
+def _fmt(value: float) -> str:
+    return 'n/a' if value is None or math.isnan(value) else f'{value:.3g}'
+
+
+def _print_replay(d) -> None:
+    outcome = 'success' if d.success else 'FAILED'
+    start = '' if d.loaded_state else ' (bit-exact start from the reset)'
+    print(f"  {d.name}: {outcome} ({d.steps} steps{', ' + d.error if d.error else ''}); "
+          f'state divergence max {_fmt(d.max_state_divergence)}, last step '
+          f'{_fmt(d.final_state_divergence)}; qpos max {_fmt(d.max_qpos_divergence)}{start}')
+
+
+def cmd_replay(args) -> int:
+    from cliprt_core.data.replay import EnvCache, replay_file
+
+    demos, task = _demo_names(args.demos), _task_override(args)
+    files = find_hdf5_files(args.paths)
+    results = []
+    show = None if args.json else _print_replay
+    with interrupt_on_signals(), EnvCache() as envs:
+        for path in files:
+            if not args.json:
+                print(path)
+            results.append(replay_file(path, demos, task, envs, on_demo=show))
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        print()
+    else:
+        demos_done = [d for r in results for d in r.demos]
+        print(f'{sum(d.success for d in demos_done)}/{len(demos_done)} replays succeeded')
+    return 0 if all(r.all_success for r in results) else 1
+
+
+def cmd_regenerate(args) -> int:
+    from cliprt_core.data.regenerate import regenerate_file, RegenerationStopped
+    from cliprt_core.data.replay import EnvCache
+
+    demos, task = _demo_names(args.demos), _task_override(args)
+    files = find_hdf5_files(args.paths)
+    if args.camera_size < 8:
+        raise DataError(f'camera size must be >= 8 pixels, got {args.camera_size}')
+    stop = StopRequest('stopping: the file being written is dropped, finished files are kept')
+    results = []
+    try:
+        with stop, EnvCache() as envs:
+            for path in files:
+                result = regenerate_file(path, args.output, args.camera_size, demos, task,
+                                         args.settle_steps, envs, lambda: stop.requested)
+                results.append(result)
+                if not args.json:
+                    where = result.output or 'nothing written (no demo replayed successfully)'
+                    print(f'{path} -> {where}: kept {len(result.kept)}/'
+                          f'{len(result.kept) + len(result.dropped)} demos, {result.steps_in} '
+                          f'-> {result.steps_out} steps ({result.noops_removed} no-ops removed)'
+                          f', {result.seconds:.1f} s')
+                    if result.dropped:
+                        print(f"  dropped (replay failed): {', '.join(result.dropped)}")
+                    for name, error in result.errors.items():
+                        print(f'  {name}: {error}')
+    except (RegenerationStopped, KeyboardInterrupt):
+        print('cliprt-data: stopped; the file being written was dropped, finished files are '
+              'kept', file=sys.stderr)
+        return exit_code(stop.signum or signal.SIGINT)
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        print()
+    return 0 if all(r.output for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='cliprt-data', description='Demonstration data tools.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -93,16 +255,75 @@ def build_parser() -> argparse.ArgumentParser:
                          help='also the discrete primitive label distribution (pretrain_50)')
     inspect.add_argument('--json', action='store_true', help='machine-readable output')
     inspect.set_defaults(func=cmd_inspect)
+
+    collect = sub.add_parser(
+        'collect', help='run the scripted experts and keep successful episodes as demos',
+        description='Run the scripted experts in LIBERO and write successful episodes as '
+        'LIBERO demonstration files (DIR/{task}_demo.hdf5). Resumable: rerun the same command.')
+    collect.add_argument('--suite', required=True, help='LIBERO suite, e.g. libero_goal')
+    collect.add_argument('--tasks', required=True, help="task ids: '8', '0-9', '0,3', 'all'")
+    collect.add_argument('--init-states', default='all',
+                         help="fixed initial states: '0-39', '0,5', 'all' (default: all 50)")
+    collect.add_argument('--output', required=True, help='folder of the task files')
+    collect.add_argument('--workers', type=int, default=1,
+                         help='simulator worker processes (default: 1, in this process)')
+    collect.add_argument('--layout', choices=('no_noops', 'original'), default='no_noops',
+                         help="file layout (default: no_noops, OpenVLA's)")
+    collect.add_argument('--camera-size', type=int, default=256, help='pixels (default: 256)')
+    collect.add_argument('--max-steps', type=int, default=None,
+                         help="episode horizon (default and upper bound: the suite's)")
+    collect.add_argument('--retry-failed', action='store_true',
+                         help='run init states again whose last attempt failed')
+    collect.add_argument('--no-progress', action='store_true', help='no progress bar')
+    collect.add_argument('--json', action='store_true', help='print the summary as JSON')
+    collect.set_defaults(func=cmd_collect)
+
+    def add_common(cmd) -> None:
+        cmd.add_argument('paths', nargs='+', help='HDF5 files, folders or glob patterns')
+        cmd.add_argument('--demos', nargs='+', default=None,
+                         help="demos to use: 'demo_3', '3', '0-4' (default: all)")
+        cmd.add_argument('--suite', default=None, help="the files' task (with --task), when "
+                                                       'their names and attributes do not say')
+        cmd.add_argument('--task', type=int, default=None, help='task id (with --suite)')
+        cmd.add_argument('--json', action='store_true', help='machine-readable output')
+
+    replay = sub.add_parser(
+        'replay', help='replay stored actions in the simulator: success and state divergence',
+        description='Replay the stored actions of each demo from its first stored state. '
+        'Exit code 0 if every replay succeeds, 1 otherwise.')
+    add_common(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    regenerate = sub.add_parser(
+        'regenerate', help="OpenVLA's no_noops regeneration of LIBERO files",
+        description='Replay each demo without its no-op steps, re-render it and write the '
+        'successful ones in the no_noops layout (OUTPUT/{task}_demo.hdf5).')
+    add_common(regenerate)
+    regenerate.add_argument('--output', required=True, help='folder of the regenerated files')
+    regenerate.add_argument('--camera-size', type=int, default=256,
+                            help='pixels (default: 256)')
+    regenerate.add_argument('--settle-steps', type=int, default=10,
+                            help='dummy steps after loading a stored first state (default: 10, '
+                            "OpenVLA's)")
+    regenerate.set_defaults(func=cmd_regenerate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cliprt_core.atomic import DiskFullError
+    from cliprt_core.sim.experts.base import UnsupportedTaskError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as exc:
+    except (DataError, UnsupportedTaskError, ImportError) as exc:  # ImportError: no LIBERO
         print(f'cliprt-data: error: {exc}', file=sys.stderr)
         return 2
+    except DiskFullError as exc:
+        print(f'cliprt-data: error: {exc}', file=sys.stderr)
+        return EXIT_DISK_FULL
+    except Interrupted as exc:
+        return exit_code(exc.signum)
 
 
 if __name__ == '__main__':
