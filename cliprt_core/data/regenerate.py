@@ -101,6 +101,8 @@ def regenerate_file(path: str | os.PathLike, output_dir: str | os.PathLike,
     target = Path(output_dir) / task.file_name
     if target.resolve() == path.resolve():
         raise DataError(f'{path}: the output would replace the input; choose another --output')
+    for stale in target.parent.glob(f'.{target.name}.*.tmp'):  # left by a killed run
+        stale.unlink(missing_ok=True)
     result = RegeneratedFile(source=str(path), output=None, suite=task.suite,
                              task_id=task.task_id)
     started = time.perf_counter()

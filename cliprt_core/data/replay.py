@@ -13,12 +13,15 @@ collect``) nothing is loaded; otherwise ``set_init_state(states[0])`` loads it
 ``max_state_divergence``, ``final_state_divergence``
     max |replayed - stored| over the flattened MuJoCo state (time, qpos, qvel) before each
     action, over all steps and at the last step; ``*_qpos_divergence`` the same over positions
-    only (metres, radians, quaternion components). 0 is a bit-exact reproduction (a collected
-    demo replayed from its reset). Loading a state does not restore MuJoCo's solver warm start,
-    so a loaded replay drifts: measured ~1e-5 in qpos once contacts start, and velocities that
-    differ by up to a few units in the steps where an object lands (impacts amplify tiny
-    differences). Large qpos values or a failed replay mean the demo no longer reproduces
-    (another MuJoCo / robosuite / LIBERO version, edited actions, chaotic contacts).
+    only (metres, radians, quaternion components). 0 is a bit-exact reproduction: what we
+    measured for demos of ``cliprt-data collect`` (replayed from their reset) and of
+    ``regenerate`` (loaded).
+    Loading a state can change it by a rounding error (we saw 2e-16 in a quaternion), and
+    contacts amplify that: forcing ``set_init_state`` on a collected demo gave ~2e-5 in qpos
+    once the gripper touched the bowl and velocity differences of up to ~3.5 in the steps where
+    the bowl lands (impacts), with the replay still succeeding. Large qpos values or a failed
+    replay mean the demo no longer reproduces (another MuJoCo / robosuite / LIBERO version,
+    edited actions, chaotic contacts).
 
 Cameras are switched off while replaying (nothing is rendered), so a replay runs at physics speed.
 """
