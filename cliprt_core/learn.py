@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--train-config', default='learn-demo')
     parser.add_argument('--evaluator', choices=sorted(EVALUATORS), default='ros')
     parser.add_argument('--video', action='store_true', help='save an MP4 per evaluation episode')
+    parser.add_argument('--swap-scene', type=int, default=None,
+                        help="after the evaluation, run this task's scene with every task's "
+                             'instruction (multi-task runs: does the instruction matter?)')
+    parser.add_argument('--swap-episodes', type=int, default=3,
+                        help='held-out init states per instruction for --swap-scene')
     parser.add_argument('overrides', nargs='*', metavar='key=value',
                         help='cliprt-train overrides, e.g. train.max_steps=3000')
     return parser
@@ -97,10 +102,32 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         '--tasks', args.tasks, '--first-episode', str(args.eval_first), '--episodes',
         str(args.eval_episodes), '--results-dir', str(eval_dir), '--no-progress',
         *(['--video'] if args.video else [])], log, stages_file)
+    if args.swap_scene is not None:
+        started = time.perf_counter()
+        swap = instruction_swap(args, train_dir / 'checkpoints' / 'last.pt')
+        atomic_write_text(out / 'swap.json', json.dumps(swap, indent=2) + '\n')
+        log['swap'] = [{'seconds': round(time.perf_counter() - started, 1), 'exit_code': 0}]
+        atomic_write_text(stages_file, json.dumps(log, indent=2) + '\n')
     report = build_report(out, log)
     atomic_write_text(out / 'report.json', json.dumps(report, indent=2) + '\n')
     atomic_write_text(out / 'report.md', report_markdown(report))
     return report
+
+
+def instruction_swap(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
+    """Run the trained policy in one task's scene with each task's instruction (in-process)."""
+    from cliprt_core.eval.config import parse_tasks
+    from cliprt_core.eval.instruction_swap import run_instruction_swap
+    from cliprt_core.inference import Policy
+    from cliprt_core.sim import NUM_INIT_STATES, NUM_TASKS
+
+    print(f'\n== swap: scene of task {args.swap_scene}, instructions of tasks {args.tasks}',
+          flush=True)
+    first = args.eval_first
+    return run_instruction_swap(
+        Policy.from_checkpoint(str(checkpoint), device='cpu'), args.suite, args.swap_scene,
+        parse_tasks(args.tasks, NUM_TASKS[args.suite]),
+        list(range(first, min(first + args.swap_episodes, NUM_INIT_STATES))))
 
 
 def build_report(out: Path, log: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +147,9 @@ def build_report(out: Path, log: dict[str, Any]) -> dict[str, Any]:
                                                   / max(len(attempts), 1), 1)})
     metrics = read_jsonl(out / 'train' / 'metrics.jsonl')
     summary = json.loads((out / 'eval' / 'summary.json').read_text())
+    swap_file = out / 'swap.json'
     return {
+        'swap': json.loads(swap_file.read_text()) if swap_file.is_file() else None,
         'stages_s': {stage: round(sum(r['seconds'] for r in runs), 1)
                      for stage, runs in log.items()},
         'experts': experts,
@@ -155,6 +184,10 @@ def report_markdown(report: dict[str, Any]) -> str:
                      f"{100 * row['ci95'][0]:.0f}-{100 * row['ci95'][1]:.0f}% | "
                      f"{row['mean_steps']:.0f} |")
     lines += ['', f"![success]({report['evaluation']['plot']})", '']
+    if report.get('swap'):
+        from cliprt_core.eval.instruction_swap import swap_table
+
+        lines += ['## Does the instruction matter?', '', swap_table(report['swap'])]
     return '\n'.join(lines)
 
 

@@ -58,3 +58,22 @@ def test_help(argv, capsys):
         learn.main(argv)
     assert exit_info.value.code == 0
     assert "held-out" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_goal_predicates_of_other_tasks_are_evaluated_in_one_scene():
+    """The instruction-swap check reads every task's BDDL goal in one env (libero_goal scene)."""
+    if not libero_available():
+        pytest.skip("LIBERO is not installed")
+    from cliprt_core.eval.instruction_swap import achieved_goals, goal_predicates
+    from cliprt_core.sim import LiberoTaskEnv
+    from cliprt_core.sim.experts import expert_for
+
+    goals = dict(goal_predicates("libero_goal", t) for t in (1, 8))
+    assert set(goals) == {"put the bowl on the stove", "put the bowl on the plate"}
+    with LiberoTaskEnv("libero_goal", 8, camera_size=32) as env:
+        env.reset(0)
+        assert achieved_goals(env, goals) == []
+        success, _ = expert_for("libero_goal", 8).rollout(env, 0, render=False)
+        assert success
+        assert achieved_goals(env, goals) == ["put the bowl on the plate"]
