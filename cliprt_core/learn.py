@@ -11,8 +11,8 @@ command after a crash or Ctrl-C: finished demos, checkpoints and episodes are ke
    (default 0..39) and writes LIBERO no_noops files (256 px, both cameras);
 2. ``train``: ``cliprt-train --config learn-demo`` (a CPU-sized CLIP-RT+ from scratch);
 3. ``evaluate``: ``python -m cliprt_ros.run_eval --config <suite>`` on the held-out init states
-   (default 40..49) with the standard protocol, through the ROS 2 policy and LIBERO bridge nodes (every image and
-   chunk goes over DDS); ``--evaluator inprocess`` uses ``cliprt-eval`` instead;
+   (default 40..49) with the standard protocol, through the ROS 2 policy and LIBERO bridge
+   nodes (every image and chunk goes over DDS); ``--evaluator inprocess`` uses ``cliprt-eval`` instead;
 4. ``report``: ``report.md`` / ``report.json`` (expert and policy success with Wilson 95%
    intervals, each stage's wall time), next to ``train/curve.png`` and ``eval/success.png``.
 """
@@ -98,7 +98,8 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         train_args += ['--config', args.train_config, f'data.paths=[{data}]', *args.overrides]
     _run('train', 'cliprt_core.cli.train', train_args, log, stages_file)
     _run('evaluate', EVALUATORS[args.evaluator], [
-        '--config', args.suite, '--checkpoint', str(train_dir / 'checkpoints' / 'last.pt'), '--suite', args.suite,
+        '--config', args.suite, '--checkpoint', str(train_dir / 'checkpoints' / 'last.pt'),
+        '--suite', args.suite,
         '--tasks', args.tasks, '--first-episode', str(args.eval_first), '--episodes',
         str(args.eval_episodes), '--results-dir', str(eval_dir), '--no-progress',
         *(['--video'] if args.video else [])], log, stages_file)
