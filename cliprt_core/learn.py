@@ -12,7 +12,8 @@ command after a crash or Ctrl-C: finished demos, checkpoints and episodes are ke
 2. ``train``: ``cliprt-train --config learn-demo`` (a CPU-sized CLIP-RT+ from scratch);
 3. ``evaluate``: ``python -m cliprt_ros.run_eval --config <suite>`` on the held-out init states
    (default 40..49) with the standard protocol, through the ROS 2 policy and LIBERO bridge
-   nodes (every image and chunk goes over DDS); ``--evaluator inprocess`` uses ``cliprt-eval`` instead;
+   nodes (every image and chunk goes over DDS); ``--evaluator inprocess`` uses ``cliprt-eval``
+   instead;
 4. ``report``: ``report.md`` / ``report.json`` (expert and policy success with Wilson 95%
    intervals, each stage's wall time), next to ``train/curve.png`` and ``eval/success.png``.
 """
