@@ -112,40 +112,6 @@ def cream_cheese_in_bowl(scene: Scene) -> list[Phase]:
             + _place('bowl', np.array([bowl[0], bowl[1], 0.97]), yaw))
 
 
-def turn_on_stove(scene: Scene) -> list[Phase]:
-    """Rotate the stove knob: push its ridge near the +x end towards +y (closed gripper)."""
-    knob = scene.geom_pos(scene.collision_geoms('flat_stove_1_button')[0])  # the knob disc
-    start = np.array([knob[0] + 0.03, knob[1] - 0.045, knob[2] + 0.022])
-    end = np.array([knob[0] + 0.03, knob[1] + 0.05, knob[2] + 0.022])
-    return [
-        Phase('close gripper', lambda s, eef: eef, GRIPPER_CLOSED, tolerance=1.0, hold=6),
-        Phase('approach knob', _fixed(_above(start, 1.0)), GRIPPER_CLOSED, tolerance=0.015),
-        Phase('descend beside knob', _fixed(start), GRIPPER_CLOSED, tolerance=0.008, speed=0.5),
-        Phase('push knob tab', _fixed(end), GRIPPER_CLOSED, tolerance=0.008, speed=0.3),
-        Phase('retreat', _lift(1.0), GRIPPER_CLOSED, tolerance=0.02),
-    ]
-
-
-def push_plate_to_stove_front(scene: Scene) -> list[Phase]:
-    """Push the plate towards +y (and -x) into the region in front of the stove."""
-    plate = scene.body_pos('plate_1_main')
-    goal = np.array([-0.05, 0.21])  # centre of main_table_stove_front_region
-    direction = goal - plate[:2]
-    direction /= np.linalg.norm(direction)
-    behind = plate[:2] - direction * 0.08
-    end = goal - direction * 0.06
-    z = 0.915
-    return [
-        Phase('close gripper', lambda s, eef: eef, GRIPPER_CLOSED, tolerance=1.0, hold=6),
-        Phase('approach behind plate', _fixed([*behind, SAFE_Z]), GRIPPER_CLOSED, tolerance=0.015),
-        Phase('descend behind plate', _fixed([*behind, z]), GRIPPER_CLOSED, tolerance=0.008,
-              speed=0.5),
-        Phase('push plate', _fixed([*end, z]), GRIPPER_CLOSED, tolerance=0.01, speed=0.4,
-              max_steps=120),
-        Phase('retreat', _lift(), GRIPPER_CLOSED, tolerance=0.02),
-    ]
-
-
 #: task.language -> plan builder
 PLANS = {
     'put the bowl on the plate': bowl_on_plate,
@@ -153,6 +119,4 @@ PLANS = {
     'put the bowl on top of the cabinet': bowl_on_cabinet,
     'put the cream cheese in the bowl': cream_cheese_in_bowl,
     'put the wine bottle on top of the cabinet': wine_bottle_on_cabinet,
-    'turn on the stove': turn_on_stove,
-    'push the plate to the front of the stove': push_plate_to_stove_front,
 }
