@@ -18,6 +18,7 @@ from cliprt_core.bench.sim_bench import throughput_row
 from cliprt_core.cli import bench as bench_cli
 from cliprt_core.data.synthetic import libero_file_name, write_libero_hdf5
 from cliprt_core.model.configuration import load_model_config
+from cliprt_core.sim import libero_available
 
 
 def test_interleaved_timings_alternate_and_skip_warmup():
@@ -111,7 +112,23 @@ def test_cli_inference_subcommand_equals_the_default_and_user_errors_exit_2(caps
     assert "Traceback" not in err
     with pytest.raises(SystemExit) as exc:
         bench_cli.main(["--help"])
-    assert exc.value.code == 0 and "{inference,data,sim}" in capsys.readouterr().out
+    assert exc.value.code == 0 and "{inference,data,sim,experts}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_expert_benchmark_measures_success_and_refuses_tasks_without_an_expert(tmp_path, capsys):
+    if not libero_available():
+        pytest.skip("LIBERO is not installed")
+    out = tmp_path / "experts.json"
+    assert bench_cli.main(["experts", "--suite", "libero_goal", "--tasks", "8",
+                           "--init-states", "0", "--json", str(out)]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (record["task"], record["init_state"], record["success"]) == (8, 0, True)
+    (row,) = json.loads(out.read_text())
+    assert (row["successes"], row["episodes"], row["failed_init_states"]) == (1, 1, [])
+    assert bench_cli.main(["experts", "--suite", "libero_goal", "--tasks", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "no scripted expert for libero_goal task(s) [3]" in err and "Traceback" not in err
 
 
 DATA_ARGS = ["--workers", "0", "--crops", "32", "--batch", "4", "--batches", "2",
