@@ -217,7 +217,10 @@ def test_shipped_configs_load():
     for name in names:
         config = load_train_config(name)
         load_model_config(config.model)  # the model config exists (no model is built)
-        assert config.data.paths or name == "tiny"
+        assert config.data.paths or name in ("tiny", "learn-demo")  # data on the command line
+    learn = load_train_config("learn-demo")
+    assert (learn.model, learn.train.max_steps, learn.train.global_batch_size,
+            learn.optim.lr) == ("cliprt-small", 3000, 16, 3e-4)
     spatial = load_train_config("cliprt-plus-libero-spatial")
     assert (spatial.optim.lr, spatial.optim.weight_decay, spatial.optim.warmup_steps) == \
         (5e-6, 0.1, 1000)
