@@ -21,7 +21,7 @@ EXTRA: list = []  # extra overrides: a broken setting (optim.lr=0.3) makes this 
 def learnable(tmp_path_factory):
     """Two demos whose frames say which step it is (a moving square, a tint) and so the action."""
     root = tmp_path_factory.mktemp('learnable')
-    return write_libero_hdf5(root / libero_file_name(TASK), num_demos=2, length=24,
+    return write_libero_hdf5(root / libero_file_name(TASK), num_demos=2, length=16,
                              layout='no_noops', instruction=TASK, seed=11)
 
 
@@ -40,7 +40,7 @@ def _first_actions(model, written):
 def test_shipped_config_learns_instead_of_collapsing(tmp_path, learnable, config):
     trainer = Trainer(load_train_config(config, [
         f'data.paths=[{learnable.path}]', f'log.output_dir={tmp_path}', 'log.progress=false',
-        'log.tensorboard=false', 'train.num_threads=1', 'train.max_steps=300', *EXTRA]))
+        'log.tensorboard=false', 'train.num_threads=1', 'train.max_steps=200', *EXTRA]))
     trainer.train()
     predicted, target = _first_actions(trainer.model, learnable)
     trainer.close()
