@@ -321,3 +321,34 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def parse_index_ranges(text: str, what: str, limit: int | None = None) -> list[int]:
+    """
+    ``"all"`` / ``"0-9"`` / ``"0,3,5-7"`` -> sorted unique ints (task ids, init states, demos).
+
+    With ``limit``, values must lie in ``0..limit-1`` (``all`` needs it). Raises ConfigError
+    naming ``what`` (the setting or flag) on anything else.
+    """
+    text = str(text).strip()
+    if text in ('all', '*'):
+        if limit is None:
+            raise ConfigError(f"{what}: 'all' has no meaning here; give ids like '0-9'")
+        return list(range(limit))
+    values: list[int] = []
+    for part in text.split(','):
+        part = part.strip()
+        try:
+            first, dash, last = part.partition('-')
+            low = int(first)
+            high = int(last) if dash else low
+            if high < low:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{what}: cannot parse {part!r} in {text!r} (use 'all', '0-9' or "
+                              "'0,3,5-7')") from None
+        values.extend(range(low, high + 1))
+    bad = [v for v in values if limit is not None and not 0 <= v < limit]
+    if bad:
+        raise ConfigError(f'{what}: {bad[0]} out of range (0..{limit - 1})')
+    return sorted(dict.fromkeys(values))

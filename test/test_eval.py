@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cliprt_core.config import ConfigError, load_config
+from cliprt_core.config import ConfigError, load_config, parse_index_ranges
 from cliprt_core.eval import (EvalConfig, ResultsDir, ResultsMismatchError, markdown_table,
                               parse_tasks, query_chunks, run_evaluation, summarize,
                               wilson_interval)
@@ -283,6 +283,11 @@ def test_eval_config_selection_and_validation():
     assert load_config(EvalConfig, {"suite": "all"}).suites() == [
         "libero_spatial", "libero_object", "libero_goal", "libero_10"]
     assert parse_tasks([3, 1, 3], 10) == [1, 3]
+    assert parse_index_ranges("5-7,0,6", "demos") == [0, 5, 6, 7]  # no limit: any ids
+    for text, limit, match in (("all", None, "no meaning"), ("3-", 10, "cannot parse"),
+                               ("8-12", 10, "10 out of range")):
+        with pytest.raises(ConfigError, match=match):
+            parse_index_ranges(text, "x", limit)
     held_out = load_config(EvalConfig, {"suite": "libero_goal", "tasks": "8", "episodes": 10,
                                         "first_episode": 40})
     assert held_out.episode_keys() == [("libero_goal", 8, i) for i in range(40, 50)]

@@ -204,6 +204,7 @@ def run_experts(args: argparse.Namespace) -> int:
 
     from cliprt_core.bench.expert_bench import run_expert_episodes, success_table
     from cliprt_core.bench.report import expert_table, write_json_line
+    from cliprt_core.config import parse_index_ranges
     from cliprt_core.eval.config import parse_tasks
     from cliprt_core.sim import NUM_INIT_STATES, NUM_TASKS
     from cliprt_core.sim.experts import expert_tasks
@@ -217,7 +218,7 @@ def run_experts(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f'no scripted expert for {args.suite} task(s) {missing}; experts '
                          f'exist for tasks {available}')
-    init_states = parse_tasks(args.init_states, NUM_INIT_STATES)
+    init_states = parse_index_ranges(args.init_states, '--init-states', NUM_INIT_STATES)
     with tqdm(total=len(tasks) * len(init_states), desc='expert episodes', unit='ep') as bar:
         def on_episode(record):
             write_json_line(record, sys.stdout)

@@ -20,6 +20,7 @@ from pathlib import Path
 import signal
 import sys
 
+from cliprt_core.config import ConfigError, parse_index_ranges
 from cliprt_core.data.libero_hdf5 import (DataError, find_hdf5_files, noop_mask, read_actions,
                                           read_file_info)
 from cliprt_core.signals import exit_code, interrupt_on_signals, Interrupted, StopRequest
@@ -98,8 +99,6 @@ def _demo_names(tokens: list[str] | None) -> list[str] | None:
     """``demo_3`` / ``3`` / ``0-4`` / ``0,2`` tokens -> demo group names (None: all demos)."""
     if not tokens:
         return None
-    from cliprt_core.data.collect import parse_indices
-
     names: list[str] = []
     for token in tokens:
         for part in token.split(','):
@@ -107,7 +106,7 @@ def _demo_names(tokens: list[str] | None) -> list[str] | None:
             if part.startswith('demo_'):
                 names.append(part)
             elif part:
-                names += [f'demo_{i}' for i in parse_indices(part, 10**9, '--demos')]
+                names += [f'demo_{i}' for i in parse_index_ranges(part, '--demos')]
     return list(dict.fromkeys(names))
 
 
@@ -142,8 +141,7 @@ def _print_collect(summary: dict) -> None:
 
 
 def cmd_collect(args) -> int:
-    from cliprt_core.data.collect import (CollectionStopped, CollectSettings, parse_indices,
-                                          run_collection)
+    from cliprt_core.data.collect import CollectionStopped, CollectSettings, run_collection
     from cliprt_core.sim import protocol
 
     if args.suite not in protocol.SUITES:
@@ -151,9 +149,9 @@ def cmd_collect(args) -> int:
                         f"{', '.join(protocol.SUITES)}")
     settings = CollectSettings(
         suite=args.suite,
-        tasks=tuple(parse_indices(args.tasks, protocol.NUM_TASKS[args.suite], '--tasks')),
-        init_states=tuple(parse_indices(args.init_states, protocol.NUM_INIT_STATES,
-                                        '--init-states')),
+        tasks=tuple(parse_index_ranges(args.tasks, '--tasks', protocol.NUM_TASKS[args.suite])),
+        init_states=tuple(parse_index_ranges(args.init_states, '--init-states',
+                                             protocol.NUM_INIT_STATES)),
         output=Path(args.output), workers=args.workers, layout=args.layout,
         camera_size=args.camera_size, max_steps=args.max_steps,
         retry_failed=args.retry_failed, progress=not args.no_progress)
@@ -316,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, UnsupportedTaskError, ImportError) as exc:  # ImportError: no LIBERO
+    except (ConfigError, DataError, UnsupportedTaskError, ImportError) as exc:  # no LIBERO
         print(f'cliprt-data: error: {exc}', file=sys.stderr)
         return 2
     except DiskFullError as exc:

@@ -37,31 +37,6 @@ class CollectionStopped(Exception):
         self.summary = summary
 
 
-def parse_indices(text: str, limit: int, what: str) -> list[int]:
-    """``"all"`` / ``"0-39"`` / ``"0,3,5-7"`` -> sorted unique ints in ``0..limit-1``."""
-    text = str(text).strip()
-    if text in ('all', '*'):
-        return list(range(limit))
-    values: list[int] = []
-    for part in text.split(','):
-        part = part.strip()
-        try:
-            if '-' in part:
-                first, last = (int(x) for x in part.split('-', 1))
-                if last < first:
-                    raise ValueError
-                values.extend(range(first, last + 1))
-            else:
-                values.append(int(part))
-        except ValueError:
-            raise DataError(f"{what}: cannot parse {part!r} in {text!r} (use 'all', "
-                            f"'0-9' or '0,3,5-7')") from None
-    bad = [v for v in values if not 0 <= v < limit]
-    if bad:
-        raise DataError(f'{what}: {bad[0]} out of range (0..{limit - 1})')
-    return sorted(dict.fromkeys(values))
-
-
 @dataclass(frozen=True)
 class CollectSettings:
     """One ``cliprt-data collect`` run."""

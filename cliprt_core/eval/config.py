@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cliprt_core.config import ConfigError, load_config, merge, nest, read_yaml, setting
+from cliprt_core.config import (ConfigError, load_config, merge, nest, parse_index_ranges,
+                                read_yaml, setting)
 from cliprt_core.inference.settings import PolicySettings
 from cliprt_core.sim import protocol
 
@@ -158,24 +159,7 @@ def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] 
 
 
 def parse_tasks(tasks: str | list[int], n_tasks: int) -> list[int]:
-    """``"all"`` / ``"0-9"`` / ``"0,3,5-7"`` / ``[0, 3]`` -> sorted unique task ids."""
+    """``"all"`` / ``""`` / ``"0-9"`` / ``"0,3,5-7"`` / ``[0, 3]`` -> sorted unique task ids."""
     if isinstance(tasks, (list, tuple)):
         return sorted(dict.fromkeys(int(t) for t in tasks))
-    text = str(tasks).strip()
-    if text in ('all', '*', ''):
-        return list(range(n_tasks))
-    ids: list[int] = []
-    for part in text.split(','):
-        part = part.strip()
-        try:
-            if '-' in part:
-                first, last = (int(x) for x in part.split('-', 1))
-                if last < first:
-                    raise ValueError
-                ids.extend(range(first, last + 1))
-            else:
-                ids.append(int(part))
-        except ValueError:
-            raise ConfigError(f'tasks: cannot parse {part!r} in {text!r} '
-                              "(use 'all', '0-9' or '0,3,5')") from None
-    return sorted(dict.fromkeys(ids))
+    return parse_index_ranges(str(tasks).strip() or 'all', 'tasks', n_tasks)
