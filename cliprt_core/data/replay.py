@@ -27,13 +27,12 @@ Cameras are switched off while replaying (nothing is rendered), so a replay runs
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 import math
 import os
 from pathlib import Path
 import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from cliprt_core.data.libero_hdf5 import DataError, demo_names, open_hdf5
 from cliprt_core.data.libero_tasks import find_task, TaskRef
@@ -120,20 +119,6 @@ class EnvCache:
         self.close()
 
 
-@contextlib.contextmanager
-def cameras_off(raw_env) -> Iterator[None]:
-    """Disable the camera observables of a LIBERO env (no rendering); restored on exit."""
-    env = raw_env.env
-    names = [n for n in env.observation_names if n.endswith(('_image', '_depth'))]
-    for name in names:
-        env.modify_observable(name, 'enabled', False)
-    try:
-        yield
-    finally:
-        for name in names:
-            env.modify_observable(name, 'enabled', True)
-
-
 def read_demo(path: str | os.PathLike, name: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Return ``(states, actions, init_state_index)`` of one demo (index -1 if not recorded)."""
     with open_hdf5(path) as handle:
@@ -195,7 +180,7 @@ def replay_demo(env, name: str, states: np.ndarray, actions: np.ndarray,
     qpos_divergence = np.zeros(len(actions))
     first_success = None
     done = False
-    with cameras_off(raw):
+    with env.unseen_frames():  # nothing looks at the frames: no rendering
         for t, action in enumerate(actions):
             if t:
                 diff = np.abs(raw.get_sim_state() - states[t])
