@@ -9,18 +9,24 @@ value fails the launch with the argument's name instead of reaching the node.
 
 from cliprt_core.config import ConfigError, leaves
 from cliprt_ros.parameters import to_parameter
-from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig
+from cliprt_ros.settings import (BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig,
+                                 RecorderNodeConfig, TELEOP_EXCLUDED, TeleopNodeConfig)
 
 NOT_GIVEN = ''
 #: Node settings exposed as launch arguments, per launch file.
 POLICY_ARGUMENTS = ('checkpoint', 'model_config', 'backend', 'device', 'dtype')
 EVAL_ARGUMENTS = ('suite', 'tasks', 'episodes', 'first_episode', 'max_steps', 'results_dir',
                   'video', 'wrist_camera')
+#: teleop.launch.py: the bridge's task, the teleop mapping and the recording.
+TELEOP_BRIDGE_ARGUMENTS = ('suite', 'tasks', 'first_episode', 'max_steps')
+TELEOP_ARGUMENTS = ('vocabulary', 'checkpoint', 'model_config', 'min_similarity', 'translator')
+RECORDER_ARGUMENTS = ('output_dir', 'instruction', 'max_episode_steps')
 
 
 def argument_descriptions(names):
     """``[(name, description)]`` of launch arguments for the settings ``names``."""
-    found = {**leaves(BridgeConfig, BRIDGE_EXCLUDED), **leaves(PolicyNodeConfig)}
+    found = {**leaves(RecorderNodeConfig), **leaves(TeleopNodeConfig, TELEOP_EXCLUDED),
+             **leaves(BridgeConfig, BRIDGE_EXCLUDED), **leaves(PolicyNodeConfig)}
     return [(name, f'{found[name].description} [default: from params_file]') for name in names]
 
 
@@ -38,6 +44,35 @@ def bridge_overrides(configurations):
     """
     names = EVAL_ARGUMENTS + ('checkpoint', 'model_config')
     return _overrides(configurations, BridgeConfig, names, BRIDGE_EXCLUDED)
+
+
+def teleop_overrides(configurations):
+    """Parameters of ``teleop_node`` for the given launch arguments."""
+    return _overrides(configurations, TeleopNodeConfig, TELEOP_ARGUMENTS, TELEOP_EXCLUDED)
+
+
+def teleop_bridge_overrides(configurations):
+    """Parameters of the bridge in ``teleop.launch.py`` (its task and episodes)."""
+    return _overrides(configurations, BridgeConfig, TELEOP_BRIDGE_ARGUMENTS, BRIDGE_EXCLUDED)
+
+
+def recorder_overrides(configurations):
+    """
+    Parameters of ``recorder_node``: its own arguments plus the bridge's task.
+
+    ``suite``, a single task of ``tasks`` and ``first_episode`` are recorded as the episodes'
+    LIBERO task and init state (what ``cliprt-data diversify`` replays them from).
+    """
+    overrides = _overrides(configurations, RecorderNodeConfig, RECORDER_ARGUMENTS)
+    task = _overrides(configurations, BridgeConfig, ('suite', 'tasks', 'first_episode'),
+                      BRIDGE_EXCLUDED)
+    if 'suite' in task:
+        overrides['suite'] = task['suite']
+    if str(task.get('tasks', '')).isdigit():
+        overrides['task_id'] = int(task['tasks'])
+    if 'first_episode' in task:
+        overrides['init_state'] = task['first_episode']
+    return overrides
 
 
 def exit_failure(name, returncode):

@@ -15,6 +15,7 @@ from cliprt_core.config import setting
 from cliprt_core.eval.config import EvalConfig
 from cliprt_core.inference.settings import PolicySettings
 from cliprt_core.safety import ActionSafetyConfig
+from cliprt_core.teleop.settings import RecorderConfig, TeleopConfig
 
 ImageQos = Literal['sensor_data', 'reliable']
 
@@ -72,3 +73,27 @@ class BridgeConfig:
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
 BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed')
+
+
+@dataclass(frozen=True)
+class TeleopNodeConfig:
+    """Parameters of ``teleop_node``: command mapping, its text encoder and the chunk header."""
+
+    teleop: TeleopConfig = field(default_factory=TeleopConfig)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    action_frame_id: str = setting('base_link', 'header.frame_id of action_chunk')
+    control_period: float = setting(CONTROL_PERIOD, 'seconds between the points of a chunk '
+                                    '(time_from_start)')
+
+
+#: PolicySettings the teleop node does not take: it only encodes text, in torch.
+TELEOP_EXCLUDED = ('backend',)
+
+
+@dataclass(frozen=True)
+class RecorderNodeConfig:
+    """Parameters of ``recorder_node``: the episodes to record and the camera QoS."""
+
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    image_qos: ImageQos = setting('reliable', 'QoS of the image topics: reliable (simulator) | '
+                                  'sensor_data (cameras)')

@@ -23,6 +23,7 @@ import sys
 from cliprt_core.config import ConfigError, parse_index_ranges
 from cliprt_core.data.libero_hdf5 import (DataError, find_hdf5_files, noop_mask, read_actions,
                                           read_file_info)
+from cliprt_core.data.phrases import read_phrases
 from cliprt_core.signals import exit_code, interrupt_on_signals, Interrupted, StopRequest
 import numpy as np
 
@@ -58,6 +59,12 @@ def inspect_file(path, camera: str = 'agentview', labels: bool = False) -> dict:
         summary['primitive_labels'] = {
             ('(unlabeled)' if k < 0 else vocabulary.phrases[k]): v
             for k, v in counts.most_common()}
+        recorded = read_phrases(path, actions)
+        if recorded:  # teleoperated / diversified demos: the phrases given per command
+            commands = Counter(p for phrases, steps in recorded.values()
+                               for p, s in zip(phrases, steps) if s == 0 and p)
+            summary['recorded_phrases'] = dict(commands.most_common())
+            summary['demos_with_phrases'] = len(recorded)
     return summary
 
 
@@ -77,6 +84,11 @@ def print_summary(s: dict) -> None:
         print('  primitive labels (pretrain_50):')
         for phrase, count in list(s['primitive_labels'].items())[:12]:
             print(f'    {100 * count / total:5.1f}%  {phrase}')
+    if s.get('recorded_phrases'):
+        print(f"  recorded phrases ({sum(s['recorded_phrases'].values())} commands in "
+              f"{s['demos_with_phrases']} demos):")
+        for phrase, count in s['recorded_phrases'].items():
+            print(f'    {count:5d}  {phrase}')
 
 
 def cmd_inspect(args) -> int:

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import os
 from typing import Sequence
 
-from cliprt_core.actions import LabelingConfig, Vocabulary
+from cliprt_core.actions import LabelingConfig, Vocabulary, VocabularyError
 from cliprt_core.data.libero_hdf5 import (camera_key, CAMERA_KEYS, DataError, LiberoFile,
                                           noop_mask, open_hdf5, read_actions)
+from cliprt_core.data.phrases import read_phrases
 from cliprt_core.heads import CHUNK_PAD_VALUE, head_class
 from cliprt_core.lru import LRUCache
 from cliprt_core.model.preprocessing import center_crop, preprocess_train, resize_shortest_side
@@ -95,7 +96,9 @@ class DemoDataset(Dataset):
         episodes, action_rows, index_rows, labels = [], [], [], []
         offset = 0
         for file_index in sorted(by_file):
-            loaded = read_actions(self.files[file_index].path, by_file[file_index])
+            path = self.files[file_index].path
+            loaded = read_actions(path, by_file[file_index])
+            recorded = read_phrases(path, by_file[file_index])
             for name in by_file[file_index]:
                 raw = loaded[name]
                 steps = np.arange(len(raw), dtype=np.int64)
@@ -106,7 +109,7 @@ class DemoDataset(Dataset):
                 kept = raw[steps]
                 episode = DemoSteps(file_index, name, steps, offset)
                 positions = np.arange(len(steps), dtype=np.int64)
-                step_labels = self.targets.step_labels(kept)
+                step_labels = self._labels(path, name, kept, steps, recorded.get(name))
                 if step_labels is not None:
                     positions = positions[step_labels >= 0]
                     labels.append(step_labels[positions])
@@ -126,6 +129,19 @@ class DemoDataset(Dataset):
         self._datasets: dict[tuple[int, str, str], object] = {}
         self._pid: int | None = None
         self._cache: LRUCache[tuple, np.ndarray] | None = None
+
+    def _labels(self, path, name: str, kept: np.ndarray, steps: np.ndarray,
+                recorded: tuple[list[str], np.ndarray] | None) -> np.ndarray | None:
+        """Labels of a demo's kept steps: from its recorded phrases if it has them."""
+        if recorded is not None:
+            phrases, primitive_steps = recorded
+            try:
+                labels = self.targets.phrase_labels(phrases, primitive_steps)
+            except VocabularyError as exc:
+                raise DataError(f"{path}: 'data/{name}': recorded {exc}") from None
+            if labels is not None:
+                return labels[steps]
+        return self.targets.step_labels(kept)
 
     # --- pickling: handles and caches never travel to workers --------------------------------
     def __getstate__(self) -> dict:

@@ -66,8 +66,12 @@ class DemoRecorder:
     def __len__(self) -> int:
         return len(self._actions)
 
-    def add(self, observation, state: np.ndarray, action: np.ndarray) -> None:
-        """Record one step: an upright :class:`~cliprt_core.sim.Observation`, state, action."""
+    def add(self, observation, state: np.ndarray | None, action: np.ndarray) -> None:
+        """
+        Record one step: an upright :class:`~cliprt_core.sim.Observation`, state, action.
+
+        ``state`` None (a robot outside the simulator): the demo has no ``states`` dataset.
+        """
         self._agentview.append(libero_to_upright(observation.agentview))  # back to LIBERO's
         if observation.wrist is not None:
             self._wrist.append(libero_to_upright(observation.wrist))
@@ -75,7 +79,8 @@ class DemoRecorder:
         self._gripper.append(np.asarray(observation.gripper_states, dtype=np.float64))
         self._eef_pos.append(np.asarray(observation.eef_pos, dtype=np.float64))
         self._eef_quat.append(np.asarray(observation.eef_quat, dtype=np.float64))
-        self._states.append(np.array(state, dtype=np.float64))
+        if state is not None:
+            self._states.append(np.array(state, dtype=np.float64))
         self._actions.append(np.array(action, dtype=np.float64))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -98,7 +103,7 @@ class DemoRecorder:
             'obs/ee_pos': eef_pos,
             'obs/ee_ori': ee_ori,
             'actions': np.stack(self._actions),
-            'states': np.stack(self._states),
+            **({'states': np.stack(self._states)} if self._states else {}),
             'robot_states': np.concatenate([gripper, eef_pos, eef_quat], axis=1),
             'rewards': last,
             'dones': last.copy(),

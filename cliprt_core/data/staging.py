@@ -128,13 +128,13 @@ class TaskStaging:
             text = handle.attrs.get('file_attrs')
         data_attrs = json.loads(text) if text else None
         assemble(self.final, [sources[i] for i in sorted(sources)], data_attrs)
-        _fsync_folder(self.output)
+        fsync_folder(self.output)
         for path in parts.values():
             path.unlink(missing_ok=True)
         return len(sources)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable before the files it replaces are deleted."""
     fd = os.open(folder, os.O_RDONLY)
     try:

@@ -52,6 +52,16 @@ class SampleTargets(ABC):
         """
         return None
 
+    def phrase_labels(self, phrases: list[str], primitive_steps: np.ndarray
+                      ) -> np.ndarray | None:
+        """
+        Return the label of each step from recorded per-step phrases, or None to ignore them.
+
+        ``phrases`` / ``primitive_steps`` as :mod:`cliprt_core.data.phrases` stores them; the
+        default (heads that regress actions) ignores them.
+        """
+        return None
+
     @abstractmethod
     def __call__(self, actions: np.ndarray, position: int, label: int) -> Batch:
         """

@@ -71,6 +71,19 @@ class PrimitiveTargets(SampleTargets):
     def step_labels(self, actions: np.ndarray) -> np.ndarray:
         return label_actions(actions, None, self.vocabulary, self.labeling)
 
+    def phrase_labels(self, phrases: list[str], primitive_steps: np.ndarray) -> np.ndarray:
+        """
+        Return the recorded phrase's class where a command was given, -1 at other steps.
+
+        One sample per command: the step whose image the person saw (``primitive_steps == 0``).
+        A phrase outside the vocabulary raises VocabularyError.
+        """
+        labels = np.full(len(phrases), -1, dtype=np.int64)
+        for t, (phrase, step) in enumerate(zip(phrases, primitive_steps)):
+            if step == 0 and phrase:
+                labels[t] = self.vocabulary.index(phrase)
+        return labels
+
     def __call__(self, actions: np.ndarray, position: int, label: int) -> Batch:
         return {'label': torch.tensor(label), 'phrase_id': torch.tensor(label)}
 
