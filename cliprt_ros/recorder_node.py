@@ -111,8 +111,10 @@ class RecorderNode(Node):
     def _service(self, action):
         def handle(request, response):
             response.success, response.message = action()
-            log = self.get_logger().info if response.success else self.get_logger().warning
-            log(response.message)
+            if response.success:
+                self.get_logger().info(response.message)
+            else:
+                self.get_logger().warning(response.message)
             return response
         return handle
 

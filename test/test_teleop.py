@@ -29,7 +29,7 @@ VOCAB = load_vocabulary('pretrain_50')
     ('yaw ninety degrees counter-clockwise', 'yaw arm ninety degrees counterclockwise'),
 ])
 def test_parser_maps_explicit_commands_to_their_primitive(command, phrase):
-    decision = CommandMapper(VOCAB).map(command)
+    decision = CommandMapper(VOCAB).decide(command)
     assert decision.accepted and decision.method == 'parser'
     assert decision.phrase == phrase
 
@@ -37,7 +37,7 @@ def test_parser_maps_explicit_commands_to_their_primitive(command, phrase):
 def test_every_vocabulary_phrase_parses_to_itself():
     mapper = CommandMapper(VOCAB)
     for phrase in VOCAB.phrases:
-        assert mapper.map(phrase).phrase == phrase
+        assert mapper.decide(phrase).phrase == phrase
 
 
 @pytest.mark.parametrize('command, reason', [
@@ -57,14 +57,14 @@ def test_every_vocabulary_phrase_parses_to_itself():
     ('left ' * 100, 'longer than'),
 ])
 def test_ambiguous_or_unknown_commands_are_refused_with_the_reason(command, reason):
-    decision = CommandMapper(VOCAB).map(command)
+    decision = CommandMapper(VOCAB).decide(command)
     assert not decision.accepted and decision.index is None
     assert reason in decision.reason
     assert 'not executed' in decision.feedback()
 
 
 def test_a_refused_magnitude_names_the_nearest_primitives():
-    decision = CommandMapper(VOCAB).map('move 7 cm to the left')
+    decision = CommandMapper(VOCAB).decide('move 7 cm to the left')
     assert [p for p, _ in decision.candidates][:2] == [
         'move the arm to the left by five centimeters',
         'move the arm to the left by ten centimeters']
@@ -87,14 +87,14 @@ def test_similarity_decides_what_the_parser_cannot_within_its_constraints(tiny_d
     ranked = sorted(left, key=lambda i: -scores[i])
     best, margin = scores[ranked[0]], scores[ranked[0]] - scores[ranked[1]]
     accept = CommandMapper(VOCAB, similarity, min_similarity=best - 1e-6,
-                           min_margin=margin - 1e-6).map(command)
+                           min_margin=margin - 1e-6).decide(command)
     assert accept.accepted and accept.method == 'similarity'
     assert accept.index == ranked[0]  # only left moves compete: the parser found the direction
     assert [p for p, _ in accept.candidates] == [VOCAB.phrases[i] for i in ranked[:3]]
-    low = CommandMapper(VOCAB, similarity, min_similarity=best + 1e-3).map(command)
+    low = CommandMapper(VOCAB, similarity, min_similarity=best + 1e-3).decide(command)
     assert not low.accepted and 'unknown command' in low.reason
     close = CommandMapper(VOCAB, similarity, min_similarity=-1.0,
-                          min_margin=margin + 1e-3).map(command)
+                          min_margin=margin + 1e-3).decide(command)
     assert not close.accepted and 'ambiguous' in close.reason
     # an exact phrase has cosine 1 with itself, whatever the weights
     exact = similarity.scores(VOCAB.phrases[5])
@@ -115,14 +115,14 @@ class _Echo:
 
 def test_translator_plug_in_is_used_validated_and_contained():
     phrase = 'raise the arm up by ten centimeters'
-    ok = CommandMapper(VOCAB, translator=_Echo(phrase)).map('lift it a little')
+    ok = CommandMapper(VOCAB, translator=_Echo(phrase)).decide('lift it a little')
     assert ok.accepted and ok.method == 'translator' and ok.phrase == phrase
-    bad = CommandMapper(VOCAB, translator=_Echo('do a flip')).map('lift it a little')
+    bad = CommandMapper(VOCAB, translator=_Echo('do a flip')).decide('lift it a little')
     assert not bad.accepted and 'not a phrase' in bad.reason
-    boom = CommandMapper(VOCAB, translator=_Echo(RuntimeError('no server'))).map('lift it')
+    boom = CommandMapper(VOCAB, translator=_Echo(RuntimeError('no server'))).decide('lift it')
     assert not boom.accepted and 'translator failed: RuntimeError: no server' in boom.reason
     # explicit commands never reach the translator
-    assert CommandMapper(VOCAB, translator=_Echo('do a flip')).map('close').method == 'parser'
+    assert CommandMapper(VOCAB, translator=_Echo('do a flip')).decide('close').method == 'parser'
 
 
 def test_translator_loading_errors_are_config_errors():

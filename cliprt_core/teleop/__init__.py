@@ -6,4 +6,5 @@ from cliprt_core.teleop.session import build_mapper, TeleopSession
 from cliprt_core.teleop.settings import load_translator, TeleopConfig
 
 __all__ = ['CommandMapper', 'Decision', 'ParsedCommand', 'TeleopConfig', 'TeleopSession',
-           'TextSimilarity', 'Translator', 'build_mapper', 'load_translator', 'parse_command', 'primitive_actions']
+           'TextSimilarity', 'Translator', 'build_mapper', 'load_translator', 'parse_command',
+           'primitive_actions']

@@ -113,7 +113,7 @@ class CommandMapper:
         self.min_margin = float(min_margin)
         self.top_k = int(top_k)
 
-    def map(self, command: str) -> Decision:
+    def decide(self, command: str) -> Decision:
         """Return the decision for one command (never raises for any text)."""
         text = ' '.join(str(command).split())
         if not text:

@@ -86,10 +86,8 @@ class ParsedCommand:
 
 
 def _tokens(text: str) -> list[str]:
-    text = text.lower().replace('counter clockwise', 'counterclockwise')
-    text = text.replace('anti clockwise', 'anticlockwise').replace('counter-clockwise',
-                                                                    'counterclockwise')
-    text = text.replace('anti-clockwise', 'anticlockwise')
+    text = re.sub(r'counter[\s-]+clockwise', 'counterclockwise', text.lower())
+    text = re.sub(r'anti[\s-]+clockwise', 'anticlockwise', text)
     return _TOKEN.findall(text)
 
 
@@ -107,9 +105,9 @@ def _numbers(tokens: list[str]) -> list[tuple[float, int, int]]:
             if token in _TENS:
                 value = _TENS[token]
                 i += 1
-                if i < len(tokens) and tokens[i] in _ONES and _ONES[tokens[i]] < 10 \
-                        and tokens[i] not in ('a', 'an'):
-                    value += _ONES[tokens[i]]
+                unit = tokens[i] if i < len(tokens) else ''
+                if unit in _ONES and _ONES[unit] < 10 and unit not in ('a', 'an'):
+                    value += _ONES[unit]
                     i += 1
             else:
                 value = _ONES[token]

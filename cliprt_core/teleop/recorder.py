@@ -55,7 +55,7 @@ class EpisodeRecorder:
 
     @property
     def steps(self) -> int:
-        """Steps of the episode in progress."""
+        """Return the number of steps of the episode in progress."""
         return len(self._demo)
 
     # --- inputs ----------------------------------------------------------------------------
@@ -69,7 +69,7 @@ class EpisodeRecorder:
             self.instruction = ' '.join(text.split())
 
     def set_primitive(self, phrase: str) -> None:
-        """A new command: the next executed action is its first step."""
+        """Start a new command: the next executed action is its first step."""
         self._phrase = ' '.join(phrase.split())
         self._primitive_step = 0
 
@@ -110,7 +110,7 @@ class EpisodeRecorder:
 
     @property
     def full(self) -> bool:
-        """The episode reached ``max_episode_steps`` (the node then stops it)."""
+        """Return whether the episode reached ``max_episode_steps`` (the node then stops it)."""
         return self.recording and 0 < self.config.max_episode_steps <= self.steps
 
     # --- services --------------------------------------------------------------------------

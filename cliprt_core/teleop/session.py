@@ -55,7 +55,7 @@ class TeleopSession:
 
     def handle(self, command: str) -> tuple[Decision, np.ndarray | None]:
         """Return the decision and, if accepted, the actions to execute (gripper updated)."""
-        decision = self.mapper.map(command)
+        decision = self.mapper.decide(command)
         if not decision.accepted:
             return decision, None
         try:
