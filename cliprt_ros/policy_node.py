@@ -51,7 +51,7 @@ class PolicyNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         declare_config(self, PolicyNodeConfig, dynamic=POLICY_NODE_DYNAMIC)
         self.config = config = read_config(self, PolicyNodeConfig)
-        self.guard = ActionGuard(config.safety)
+        self.guard = ActionGuard(config.safety.bounds)
         self.watchdog = StalenessWatchdog(config.safety.stale_image_timeout)
         self.frame_id = config.action_frame_id
         self.period = config.control_period

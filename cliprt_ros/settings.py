@@ -72,3 +72,7 @@ class BridgeConfig:
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
 BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed')
+
+#: action_executor parameters that may change while the node runs (its config is
+#: cliprt_core.executor.ExecutorConfig).
+EXECUTOR_NODE_DYNAMIC = ('enabled',)
