@@ -18,6 +18,7 @@ from cliprt_core.safety import ActionSafetyConfig
 from cliprt_core.teleop.settings import RecorderConfig, TeleopConfig
 
 ImageQos = Literal['sensor_data', 'reliable']
+QueryMode = Literal['every_image', 'on_request']
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,22 @@ class PolicyNodeConfig:
                             'nothing')
     warmup: bool = setting(True, 'run one dummy query at start-up so the first real answer is '
                            'fast')
+    query_mode: QueryMode = setting('every_image', 'every_image: answer each fresh image (the '
+                                    'lockstep bridge) | on_request: answer the newest image '
+                                    'when chunk_request arrives (the action executor)')
+    added_latency: float = setting(0.0, 'testing: hold each answer back this many seconds (ROS '
+                                   'clock) to emulate a slower model')
+    autostart: bool = setting(True, 'configure and activate at start-up; false = wait for '
+                              'lifecycle transitions (ros2 lifecycle set <node> configure)')
 
     def __post_init__(self):
-        """Reject a non-positive control period."""
-        if self.control_period <= 0:
-            from cliprt_core.config import ConfigError
+        """Reject a non-positive control period and a negative added latency."""
+        from cliprt_core.config import ConfigError
 
+        if self.control_period <= 0:
             raise ConfigError(f'control_period must be > 0, got {self.control_period}')
+        if not self.added_latency >= 0:
+            raise ConfigError(f'added_latency must be >= 0, got {self.added_latency}')
 
 
 #: Parameters that may change while the node runs.
@@ -74,6 +84,9 @@ class BridgeConfig:
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
 BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed')
 
+#: action_executor parameters that may change while the node runs (its config is
+#: cliprt_core.executor.ExecutorConfig).
+EXECUTOR_NODE_DYNAMIC = ('enabled',)
 
 @dataclass(frozen=True)
 class TeleopNodeConfig:
