@@ -88,6 +88,7 @@ BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights
 #: cliprt_core.executor.ExecutorConfig).
 EXECUTOR_NODE_DYNAMIC = ('enabled',)
 
+
 @dataclass(frozen=True)
 class TeleopNodeConfig:
     """Parameters of ``teleop_node``: command mapping, its text encoder and the chunk header."""

@@ -6,9 +6,11 @@
     cliprt-data collect --suite libero_goal --tasks 8 --init-states 0-39 --output data/goal
     cliprt-data replay data/goal/put_the_bowl_on_the_plate_demo.hdf5 --json
     cliprt-data regenerate libero_goal/*.hdf5 --output data/libero_goal_no_noops
+    cliprt-data diversify data/teleop --output data/teleop_sta --per-demo 3
 
-The tools are :mod:`cliprt_core.data.collect`, :mod:`~cliprt_core.data.replay` and
-:mod:`~cliprt_core.data.regenerate`; this module only parses arguments and prints.
+The tools are :mod:`cliprt_core.data.collect`, :mod:`~cliprt_core.data.replay`,
+:mod:`~cliprt_core.data.regenerate` and :mod:`~cliprt_core.data.diversify`; this module only
+parses arguments and prints.
 """
 from __future__ import annotations
 
@@ -254,6 +256,47 @@ def cmd_regenerate(args) -> int:
     return 0 if all(r.output for r in results) else 1
 
 
+def _print_attempt(a) -> None:
+    outcome = 'kept' if a.kept else 'dropped'
+    print(f'  {a.source} attempt {a.attempt}: {outcome} ({a.reason}); {a.primitives} '
+          f'primitives, {a.steps} steps, {a.seconds:.1f} s')
+
+
+def cmd_diversify(args) -> int:
+    from cliprt_core.data.diversify import diversify_file, DiversifySettings
+    from cliprt_core.data.replay import EnvCache
+
+    demos, task = _demo_names(args.demos), _task_override(args)
+    settings = DiversifySettings(
+        per_demo=args.per_demo, seed=args.seed, vocabulary=args.vocabulary, verify=args.verify,
+        metres_per_unit=args.metres_per_unit, radians_per_unit=args.radians_per_unit,
+        rotate=not args.position_only)
+    files = find_hdf5_files(args.paths)
+    stop = StopRequest('stopping: the file being diversified is dropped, finished files are '
+                       'kept')
+    results = []
+    show = None if args.json else _print_attempt
+    try:
+        with stop, EnvCache() as envs:
+            for path in files:
+                if not args.json:
+                    print(path)
+                result = diversify_file(path, args.output, settings, demos, task, envs, show,
+                                        lambda: stop.requested)
+                results.append(result)
+                if not args.json:
+                    print(f'  -> {result.output or "nothing written (no attempt kept)"}: '
+                          f'{result.kept}/{len(result.attempts)} diversified trajectories kept')
+    except KeyboardInterrupt:
+        print('cliprt-data: stopped; the file being diversified was dropped, finished files '
+              'are kept', file=sys.stderr)
+        return exit_code(stop.signum or signal.SIGINT)
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        print()
+    return 0 if all(r.output for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='cliprt-data', description='Demonstration data tools.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -316,6 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
                             help='dummy steps after loading a stored first state (default: 10, '
                             "OpenVLA's)")
     regenerate.set_defaults(func=cmd_regenerate)
+
+    diversify = sub.add_parser(
+        'diversify', help="CLIP-RT's stochastic trajectory diversification, verified in "
+        'simulation',
+        description='Re-sample the primitives between the gripper changes of each demo '
+        '(random axis order and step sizes, closed loop on the simulated pose), keep the '
+        'trajectories the simulator verifies, and write OUTPUT/{file} = the original demos + '
+        'the kept ones (with per-step phrases). Exit code 1 if a file kept none.')
+    add_common(diversify)
+    diversify.add_argument('--output', required=True, help='folder of the expanded files')
+    diversify.add_argument('--per-demo', type=int, default=3,
+                           help='diversified attempts per demo (default: 3, as the paper)')
+    diversify.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    diversify.add_argument('--verify', choices=('success', 'waypoints'), default='success',
+                           help='keep an attempt if the task goal holds (default) or if every '
+                           'waypoint was reached')
+    diversify.add_argument('--vocabulary', default='pretrain_50',
+                           help='primitives to sample (default: pretrain_50)')
+    diversify.add_argument('--metres-per-unit', type=float, default=0.013,
+                           help="arm travel per step of action 1.0 (default: 0.013, LIBERO's "
+                           'measured response)')
+    diversify.add_argument('--radians-per-unit', type=float, default=0.5,
+                           help='rotation per step of action 1.0 (default: 0.5)')
+    diversify.add_argument('--position-only', action='store_true',
+                           help='re-sample translations only (rotations are not corrected)')
+    diversify.set_defaults(func=cmd_diversify)
     return parser
 
 
