@@ -70,8 +70,8 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
                         results_dir=str(tmp_path / 'ros'), progress=False)
     namespace = unique_namespace()
     policy = tiny_policy
-    policy_node, bridge = create_nodes(config, namespace=namespace, policy=policy,
-                                       env_factory=lambda suite, task: SharedEnv(libero_env))
+    policy_node, bridge, _ = create_nodes(config, namespace=namespace, policy=policy,
+                                          env_factory=lambda suite, task: SharedEnv(libero_env))
     spy = Spy(namespace)
     try:
         summary = run_nodes(policy_node, bridge, extra_nodes=[spy.node])
