@@ -1,4 +1,4 @@
-"""
+r"""
 The LIBERO evaluation through ROS 2 without ``ros2 launch``: both nodes in one process.
 
 ``launch/libero_eval.launch.py`` starts ``policy_node`` and ``libero_bridge_node`` as two
@@ -51,7 +51,7 @@ def build_parser():
 
 
 def _runtime_flags():
-    """The node settings run_eval exposes as flags (real-time evaluation)."""
+    """Return the node settings run_eval exposes as flags (real-time evaluation)."""
     from cliprt_core.executor import ExecutorConfig
     from cliprt_ros.settings import BridgeConfig, PolicyNodeConfig
 

@@ -24,7 +24,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type,
 
 
 def all_but(cls: type, names: Sequence[str]) -> tuple[str, ...]:
-    """The ``exclude`` that keeps only the settings ``names`` of ``cls``."""
+    """Return the ``exclude`` that keeps only the settings ``names`` of ``cls``."""
     return tuple(name for name in leaves(cls) if name not in names)
 
 
