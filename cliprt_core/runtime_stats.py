@@ -19,7 +19,7 @@ class WindowSummary:
     count: int
     p50: float | None
     p99: float | None
-    max: float | None
+    max: float | None  # noqa: A003 - a field name, like p50 / p99
     rate: float  # samples per second over the window's time span
 
 

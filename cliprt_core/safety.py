@@ -19,7 +19,8 @@ from cliprt_core.actions.space import ACTION_HIGH, ACTION_LOW
 from cliprt_core.config import ConfigError, setting
 import numpy as np
 
-__all__ = ['ActionBounds', 'ActionGuard', 'ActionSafetyConfig', 'StalenessWatchdog', 'UnsafeActionError']
+__all__ = ['ActionBounds', 'ActionGuard', 'ActionSafetyConfig', 'StalenessWatchdog',
+           'UnsafeActionError']
 
 
 class UnsafeActionError(RuntimeError):

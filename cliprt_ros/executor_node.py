@@ -148,7 +148,9 @@ class ActionExecutorNode(Node):
         if ticks.count:
             jitter = {'tick_period_p50_ms': round(ticks.p50 * 1e3, 2),
                       'tick_period_p99_ms': round(ticks.p99 * 1e3, 2)}
-        values = {**counters, **diagnostics.latency_values('chunk_age', latency), **jitter,
+        first = self.runtime.scheduler.first_action_latency.summary()
+        values = {**counters, **diagnostics.latency_values('chunk_age', latency),
+                  **diagnostics.latency_values('image_to_action', first), **jitter,
                   'queued_chunks': len(self.runtime.scheduler.chunks),
                   'last_reason': self.last_reason}
         diagnostics.publish(self, self.diagnostics_pub, [diagnostics.status(

@@ -19,6 +19,7 @@ from cliprt_core.teleop.settings import RecorderConfig, TeleopConfig
 
 ImageQos = Literal['sensor_data', 'reliable']
 QueryMode = Literal['every_image', 'on_request']
+BridgeMode = Literal['lockstep', 'realtime']
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,26 @@ class BridgeConfig:
                                          '(subscriber) before the run stops; the unfinished '
                                          'episode reruns on resume')
     exit_when_done: bool = setting(True, 'exit the process after the last episode')
+    mode: BridgeMode = setting('lockstep', 'lockstep: the simulator waits for each chunk (the '
+                               'benchmark protocol) | realtime: it steps every control period '
+                               'with the newest executed action (hold when none)')
+    real_time_factor: float = setting(1.0, 'realtime: simulated seconds per wall second (< 1 '
+                                      'for CPUs that cannot simulate at full speed)')
+    publish_clock: bool = setting(False, 'realtime: publish the simulated time on /clock (run '
+                                  'the other nodes with use_sim_time:=true)')
+    camera_period: float = setting(CONTROL_PERIOD, 'realtime: simulated seconds between '
+                                   'published observations (a multiple of the control period)')
+
+    def __post_init__(self):
+        """Reject a non-positive real-time factor or camera period."""
+        from cliprt_core.config import ConfigError
+
+        for name in ('real_time_factor', 'camera_period'):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f'{name} must be > 0, got {getattr(self, name)}')
+        if self.mode == 'realtime' and self.real_time_factor != 1 and not self.publish_clock:
+            raise ConfigError('real_time_factor != 1 needs publish_clock: true (and '
+                              'use_sim_time: true in the policy node and the executor)')
 
 
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and

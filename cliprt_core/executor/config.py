@@ -47,7 +47,7 @@ class ExecutorConfig:
                                        'newest chunk wins) | ensemble (ACT temporal '
                                        'ensembling)')
     ensemble_decay: float = setting(0.01, 'ensemble weight exp(-decay * i), i = 0 for the '
-                                    'oldest chunk (ACT\'s m)')
+                                    "oldest chunk (ACT's m)")
     latency_compensation: bool = setting(True, 'skip the actions of a chunk whose time has '
                                          'passed (judged from header.stamp) when it arrives')
     request_threshold: int = setting(2, 'ask for the next chunk when at most this many actions '

@@ -69,13 +69,13 @@ class ActionExecutor:
             self.scheduler.clear()
 
     def hold(self, reason: str | None = None, request: bool = False) -> Command:
-        """A zero-velocity command (the gripper stays as commanded); does not advance time."""
+        """Return a zero-velocity command (the gripper stays as commanded); time stands."""
         if reason is None:
             reason = 'estop' if self.estopped else 'disabled' if not self.enabled else 'empty'
         return Command(None, np.zeros(6), self.gripper, request, reason)
 
     def tick(self, now: float) -> Command:
-        """The command for the control period starting at ``now``."""
+        """Return the command for the control period starting at ``now``."""
         self.ticks += 1
         self.last_tick = now
         if self.estopped or not self.enabled:

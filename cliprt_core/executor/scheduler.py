@@ -31,6 +31,8 @@ class TimedChunk:
     start: float  # seconds: due time of actions[0]
     period: float  # seconds between actions
     next_index: int = 0  # the first action not yet executed or skipped
+    started: bool = False  # one of its actions ran (or was part of an ensemble)
+    stamp: float | None = None  # the stamp it came with (start may be re-timed to arrival)
 
     def index_at(self, now: float) -> int:
         """Index of the action whose due time is nearest to ``now``."""
@@ -67,6 +69,7 @@ class ChunkScheduler:
         self.chunks: list[TimedChunk] = []
         self.counters = ExecutorCounters()
         self.latency = RollingWindow()  # chunk age on arrival (seconds)
+        self.first_action_latency = RollingWindow()  # image stamp -> first action run (seconds)
         self._pending_request: float | None = None
         self._expecting = False  # a chunk came since the last clear(): an empty tick underruns
 
@@ -80,14 +83,16 @@ class ChunkScheduler:
             return f'chunk dropped: {exc}'
         if array.ndim != 2 or len(array) == 0:
             self.counters.dropped_invalid += 1
-            return f'chunk dropped: expected (k, {self.guard.action_dim}) actions, got {array.shape}'
+            return (f'chunk dropped: expected (k, {self.guard.action_dim}) actions, got '
+                    f'{array.shape}')
         age = now - start
         if age > self.config.max_chunk_age:
             self.counters.dropped_stale += 1
             return (f'chunk dropped: stale ({age:.3f} s old > max_chunk_age '
                     f'{self.config.max_chunk_age} s)')
         period = self.config.control_period
-        chunk = TimedChunk(array, start if self.config.latency_compensation else now, period)
+        chunk = TimedChunk(array, start if self.config.latency_compensation else now, period,
+                           stamp=start)
         if chunk.remaining(now) == 0:
             self.counters.dropped_stale += 1
             return f'chunk dropped: all {len(array)} actions are past due ({age:.3f} s old)'
@@ -110,16 +115,22 @@ class ChunkScheduler:
 
     # --- output ----------------------------------------------------------------------------------
     def next_action(self, now: float) -> np.ndarray | None:
-        """The action for the tick at ``now``, or None (nothing left: hold still)."""
+        """Return the action for the tick at ``now``, or None (nothing left: hold still)."""
         offers = []
         newest = self.chunks[-1] if self.chunks else None
         for chunk in self.chunks:
-            index = max(chunk.index_at(now), chunk.next_index)
+            due = chunk.index_at(now)
+            if due < 0:
+                continue  # its first action is not due yet
+            index = max(due, chunk.next_index)
             if chunk is newest:
                 self.counters.skipped += min(index, len(chunk.actions)) - chunk.next_index
             if index < len(chunk.actions):
                 offers.append(chunk.actions[index])
                 chunk.next_index = index + 1
+                if not chunk.started:
+                    chunk.started = True
+                    self.first_action_latency.add(now - chunk.stamp, now)
             else:
                 chunk.next_index = len(chunk.actions)
         if self.config.aggregation == 'ensemble':
