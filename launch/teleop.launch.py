@@ -13,7 +13,7 @@ overrides the file only when given. The bridge's task (suite, tasks, first_episo
 recorded with the episodes. The launch fails when a node exits with an error.
 """
 
-from cliprt_ros.launch_support import (argument_descriptions, exit_failure,
+from cliprt_ros.launch_support import (argument_descriptions, exit_failure, realtime_setup,
                                        RECORDER_ARGUMENTS, recorder_overrides,
                                        TELEOP_ARGUMENTS, TELEOP_BRIDGE_ARGUMENTS,
                                        teleop_bridge_overrides, teleop_overrides)
@@ -50,8 +50,11 @@ def _nodes(context):
                                 namespace=namespace, output='screen', emulate_tty=True,
                                 parameters=[params_file, overrides])
 
-    nodes = [node(EXECUTOR, {}), node('teleop_node', teleop_overrides(given)),
-             node('recorder_node', recorder_overrides(given))]
+    # With the bridge's simulated /clock, every other node runs on it.
+    sim_time = {'use_sim_time': robot == 'libero' and realtime_setup(given, params_file)[1]}
+    nodes = [node(EXECUTOR, sim_time),
+             node('teleop_node', {**teleop_overrides(given), **sim_time}),
+             node('recorder_node', {**recorder_overrides(given), **sim_time})]
     if robot == 'libero':
         nodes.insert(0, node('libero_bridge_node', teleop_bridge_overrides(given)))
     return [n for _, n in nodes] + [
