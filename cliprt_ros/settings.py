@@ -119,6 +119,17 @@ class TeleopNodeConfig:
     action_frame_id: str = setting('base_link', 'header.frame_id of action_chunk')
     control_period: float = setting(CONTROL_PERIOD, 'seconds between the points of a chunk '
                                     '(time_from_start)')
+    lead_time: float = setting(CONTROL_PERIOD, 'header.stamp = now + this: when the first '
+                               'action is due. One control period: the executor runs it at its '
+                               'next tick instead of skipping it as late')
+
+    def __post_init__(self):
+        """Reject a non-positive control period or a negative lead time."""
+        from cliprt_core.config import ConfigError
+
+        if not self.control_period > 0 or not self.lead_time >= 0:
+            raise ConfigError(f'control_period must be > 0 and lead_time >= 0, got '
+                              f'{self.control_period} and {self.lead_time}')
 
 
 #: PolicySettings the teleop node does not take: it only encodes text, in torch.

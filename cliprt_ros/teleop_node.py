@@ -8,8 +8,8 @@ Topics (relative names):
 * ``gripper_command`` (``std_msgs/Float64``) - subscribed: the executor's gripper command, so
   movement steps keep the gripper as it is.
 * ``action_chunk`` (``trajectory_msgs/JointTrajectory``, reliable) - published for an accepted
-  command: the primitive's LIBERO actions, ``header.stamp`` = now (the executor runs them from
-  now on), ``header.frame_id`` = ``action_frame_id``.
+  command: the primitive's LIBERO actions, ``header.stamp`` = now + ``lead_time`` (when its
+  first action is due: the executor's next tick), ``header.frame_id`` = ``action_frame_id``.
 * ``primitive`` (``std_msgs/String``, reliable) - the accepted primitive's phrase, published
   just before its chunk (the recorder labels the executed steps with it).
 * ``motion_feedback`` (``std_msgs/String``, reliable) - one line per command: what is executed,
@@ -27,6 +27,7 @@ from cliprt_ros.parameters import declare_config, read_config
 from cliprt_ros.qos import reliable_qos
 from cliprt_ros.settings import TELEOP_EXCLUDED, TeleopNodeConfig
 from cliprt_ros.spin import run_node
+from rclpy.duration import Duration
 from rclpy.node import Node
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
@@ -72,7 +73,8 @@ class TeleopNode(Node):
             self.get_logger().warning(feedback)
         else:
             self.primitive_pub.publish(String(data=decision.phrase))
-            stamp = self.get_clock().now().to_msg()
+            due = self.get_clock().now() + Duration(seconds=self.config.lead_time)
+            stamp = due.to_msg()
             self.chunk_pub.publish(conversions.chunk_to_trajectory(
                 actions, stamp, self.config.action_frame_id, self.config.control_period))
             self.get_logger().info(f'{feedback}: {len(actions)} steps')

@@ -64,7 +64,9 @@ class Operator:
             f'{text!r}: {len(self.actions) - acted} of {steps} actions executed'
         seen = len(self.poses)
         assert spin_until(executor, lambda: len(self.poses) >= seen + settle, 60.0)
-        return self.position() - start, self.feedback[-1].data
+        moved = self.position() - start
+        print(f'{text!r}: end-effector moved {np.round(moved * 100, 2)} cm')  # README numbers
+        return moved, self.feedback[-1].data
 
 
 @pytest.mark.slow
