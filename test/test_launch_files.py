@@ -27,16 +27,21 @@ PARAMS_FILES = {'libero_eval.launch.py': 'libero_eval.yaml', 'policy.launch.py':
                 'robot.launch.py': 'robot.yaml'}
 #: The module of each node executable (setup.py console_scripts).
 NODE_MODULES = {'policy_node': 'policy_node', 'libero_bridge_node': 'libero_bridge_node',
-                'action_executor': 'executor_node'}
+                'action_executor': 'executor_node', 'teleop_node': 'teleop_node',
+                'recorder_node': 'recorder_node'}
 
 
 def _node_config(executable):
     from cliprt_core.executor import ExecutorConfig
     from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig
 
+    from cliprt_ros.settings import RecorderNodeConfig, TELEOP_EXCLUDED, TeleopNodeConfig
+
     return {'policy_node': (PolicyNodeConfig, ()),
             'libero_bridge_node': (BridgeConfig, BRIDGE_EXCLUDED),
-            'action_executor': (ExecutorConfig, ())}[executable]
+            'action_executor': (ExecutorConfig, ()),
+            'teleop_node': (TeleopNodeConfig, TELEOP_EXCLUDED),
+            'recorder_node': (RecorderNodeConfig, ())}[executable]
 
 
 def _console_scripts():
@@ -74,6 +79,7 @@ def _config_from_section(executable, section):
     ('policy_node.yaml', ['policy_node']),
     ('libero_eval.yaml', ['policy_node', 'libero_bridge_node', 'action_executor']),
     ('robot.yaml', ['policy_node', 'action_executor']),
+    ('teleop.yaml', ['libero_bridge_node', 'action_executor', 'teleop_node', 'recorder_node']),
 ])
 def test_parameter_files_build_valid_node_configs(filename, nodes):
     from cliprt_core.config import ConfigError
@@ -165,7 +171,7 @@ def _stub_launch_modules():
     return modules
 
 
-def _run_launch_file(filename, monkeypatch, given):
+def _run_launch_file(filename, monkeypatch, given, params_file='/tmp/params.yaml'):
     """Generate the description and run its OpaqueFunction with the arguments a user gave."""
     for name, module in _stub_launch_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -177,7 +183,7 @@ def _run_launch_file(filename, monkeypatch, given):
                 if type(e).__name__ == 'DeclareLaunchArgument'}
     (setup,) = [e for e in entities if type(e).__name__ == 'OpaqueFunction']
     configurations = {name: kwargs.get('default_value', '') for name, kwargs in declared.items()}
-    configurations.update(given, params_file='/tmp/params.yaml')
+    configurations.update(given, params_file=params_file)
     actions = setup.kwargs['function'](types.SimpleNamespace(launch_configurations=configurations))
     return declared, actions
 
@@ -252,6 +258,47 @@ def test_robot_launch_wires_camera_policy_executor_and_servo(monkeypatch):
     assert executor.kwargs['parameters'][1] == {'aggregation': 'ensemble'}
     section = _params_section(REPO / 'config' / 'nodes' / 'robot.yaml', 'policy_node')
     assert section['query_mode'] == 'on_request' and section['image_qos'] == 'sensor_data'
+
+
+def test_teleop_launch_runs_robot_executor_teleop_and_recorder_on_one_clock(monkeypatch):
+    from cliprt_core.config import ConfigError
+
+    params_file = str(REPO / 'config' / 'nodes' / 'teleop.yaml')
+    declared, actions = _run_launch_file('teleop.launch.py', monkeypatch, {
+        'suite': 'libero_goal', 'tasks': '3', 'first_episode': '7', 'vocabulary': 'finetune_58',
+        'output_dir': '/data/teleop', 'max_episode_steps': '200'}, params_file)
+    assert {'robot', 'suite', 'tasks', 'vocabulary', 'checkpoint', 'output_dir',
+            'instruction'} <= set(declared)
+    nodes = {a.kwargs['executable']: a for a in actions if type(a).__name__ == 'Node'}
+    assert set(nodes) == {'libero_bridge_node', 'action_executor', 'teleop_node',
+                          'recorder_node'}
+    scripts = _console_scripts()
+    params = {}
+    for name, node in nodes.items():
+        assert scripts[name] == f'cliprt_ros.{NODE_MODULES[name]}:main'
+        file, params[name] = node.kwargs['parameters']
+        assert file == params_file
+    # the bridge publishes /clock (teleop.yaml): the other nodes follow it
+    assert params['libero_bridge_node'] == {'suite': 'libero_goal', 'tasks': '3',
+                                            'first_episode': 7}
+    assert params['action_executor'] == {'use_sim_time': True}
+    assert params['teleop_node'] == {'vocabulary': 'finetune_58', 'use_sim_time': True}
+    assert params['recorder_node'] == {'output_dir': '/data/teleop', 'max_episode_steps': 200,
+                                       'suite': 'libero_goal', 'task_id': 3, 'init_state': 7,
+                                       'use_sim_time': True}
+    handlers = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler']
+    assert {h.kwargs['target_action'].kwargs['executable'] for h in handlers} == set(nodes)
+    # a real robot: no bridge, nothing on simulated time
+    _, actions = _run_launch_file('teleop.launch.py', monkeypatch, {'robot': 'real'},
+                                  params_file)
+    nodes = {a.kwargs['executable']: a for a in actions if type(a).__name__ == 'Node'}
+    assert set(nodes) == {'action_executor', 'teleop_node', 'recorder_node'}
+    assert nodes['action_executor'].kwargs['parameters'][1] == {'use_sim_time': False}
+    with pytest.raises(RuntimeError, match='robot'):
+        _run_launch_file('teleop.launch.py', monkeypatch, {'robot': 'ur5'}, params_file)
+    with pytest.raises(ConfigError, match='min_similarity'):
+        _run_launch_file('teleop.launch.py', monkeypatch, {'min_similarity': 'high'},
+                         params_file)
 
 
 def test_launch_files_import_with_the_real_launch_api_when_installed():

@@ -19,7 +19,7 @@ import sys
 import pytest
 from ros_utils import colcon_build, colcon_env, installed_env, PKG, REPO
 
-NODES = {'policy_node', 'libero_bridge_node'}
+NODES = {'policy_node', 'libero_bridge_node', 'teleop_node', 'recorder_node'}
 EXEC_DEPENDS = {
     'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'trajectory_msgs', 'std_srvs',
     'launch', 'launch_ros', 'python3-numpy', 'python3-yaml', 'python3-h5py', 'python3-tqdm',
