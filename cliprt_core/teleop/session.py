@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cliprt_core.actions import LabelingConfig, load_vocabulary, VocabularyError
-from cliprt_core.teleop.execution import primitive_actions
+from cliprt_core.actions.execution import primitive_actions
 from cliprt_core.teleop.mapping import CommandMapper, Decision, TextSimilarity
 from cliprt_core.teleop.settings import load_translator, TeleopConfig
 import numpy as np

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-from cliprt_core.actions import LabelingConfig, primitive_to_action, Vocabulary
+from cliprt_core.actions.labeling import LabelingConfig, primitive_to_action
+from cliprt_core.actions.vocabulary import Vocabulary
 import numpy as np
 
 __all__ = ['primitive_actions']
