@@ -36,6 +36,7 @@ import time
 from typing import Callable, Sequence
 
 from cliprt_core.actions import LabelingConfig, load_vocabulary, Vocabulary, VocabularyError
+from cliprt_core.actions.execution import primitive_actions
 from cliprt_core.atomic import atomic_path
 from cliprt_core.data.libero_hdf5 import DataError, open_hdf5
 from cliprt_core.data.libero_tasks import find_task, TaskRef
@@ -43,7 +44,6 @@ from cliprt_core.data.phrases import phrase_arrays
 from cliprt_core.data.recording import DemoRecorder, write_demo
 from cliprt_core.data.replay import allow_steps, EnvCache, select_demos, start_from_state
 from cliprt_core.sim.libero_env import Observation
-from cliprt_core.actions.execution import primitive_actions
 import h5py
 import numpy as np
 
