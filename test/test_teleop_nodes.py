@@ -162,3 +162,26 @@ def test_recorder_node_records_episodes_between_its_services(ros_setup, tmp_path
         assert [p.decode() for p in demo['primitives'][()]] == [LEFT_10] * steps
         np.testing.assert_allclose(demo['obs/ee_pos'][0], [0.5, 0, 0])
         assert handle['data'].attrs['task_id'] == 8
+
+
+@pytest.mark.slow
+def test_installed_nodes_start_stop_and_refuse_bad_parameters(colcon_install, tmp_path):
+    from ros_utils import NodeProcess
+
+    recorder = NodeProcess(colcon_install, 'recorder_node',
+                           ['-p', f'output_dir:={tmp_path / "rec"}'], tmp_path)
+    try:
+        assert recorder.wait_for_output('ready: recording into', 60.0), recorder.output()
+        assert recorder.terminate() == 0, recorder.output()
+    finally:
+        recorder.kill()
+    for executable, args, message in (
+            ('teleop_node', ['-p', 'translator:=nocolon', '-p', 'text_similarity:=false'],
+             'package.module:factory'),
+            ('recorder_node', ['-p', 'outptu_dir:=x'], 'unknown parameter(s)')):
+        node = NodeProcess(colcon_install, executable, args, tmp_path)
+        try:
+            assert node.proc.wait(timeout=60) == 2, node.output()
+            assert message in node.output() and 'Traceback' not in node.output()
+        finally:
+            node.kill()
