@@ -15,7 +15,8 @@ Each sample is a dict of tensors:
   ``actions`` float32 ``[chunk, 7]`` = ``actions[t:t+chunk]``, steps past the episode end filled
   with 1.1, and ``action_mask`` bool ``[chunk]``. Discrete: ``label`` (primitive class of step t)
   and ``phrase_id`` (the phrase to embed); steps without a label (too small a motion) are not in
-  the index.
+  the index. Demos with recorded phrases (teleoperation, :mod:`cliprt_core.data.phrases`) are
+  labelled by them instead: one sample per command.
 * ``wrist_pixels`` when ``wrist=True`` (for custom models; CLIP-RT itself uses one camera).
 
 HDF5 handles are opened lazily in the process that reads (one per file per DataLoader worker)
