@@ -32,6 +32,13 @@ class RollingWindow:
         self._samples: deque[tuple[float, float]] = deque(maxlen=size)
         self.total = 0
 
+    def clear(self) -> None:
+        """Drop the samples (the total count stays)."""
+        self._samples.clear()
+
+    def values(self) -> list[float]:
+        return [v for v, _ in self._samples]
+
     def add(self, value: float, now: float) -> None:
         self._samples.append((float(value), float(now)))
         self.total += 1

@@ -238,3 +238,46 @@ def test_a_chunk_stamped_ahead_waits_until_its_first_action_is_due():
     executor = ActionExecutor(ExecutorConfig(request_threshold=-1))
     executor.add_chunk(ramp(3), start=1.0, now=0.9)
     assert run(executor, 0.9, 5) == [None, None, 0.0, 0.1, 0.2]
+
+
+# --------------------------------------------------------------------------- real-time LIBERO core
+
+def test_pacer_spaces_steps_by_period_over_factor_and_counts_overruns():
+    from cliprt_core.eval.realtime import Pacer
+
+    now = [100.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    pacer = Pacer(0.05, 0.25, clock=lambda: now[0], sleep=sleep)
+    pacer.wait()
+    now[0] += 0.05  # a 50 ms step: sleeps the rest of its 200 ms
+    pacer.wait()
+    assert slept == [0.2, 0.15] and pacer.overruns == 0
+    now[0] += 0.5  # a step of 500 ms: late by more than half a period, no sleep
+    pacer.wait()
+    assert pacer.overruns == 1 and len(slept) == 2
+    now[0] += 0.01  # paced anew from the late step, not rushed to catch up
+    pacer.wait()
+    assert slept[-1] == pytest.approx(0.19)
+
+
+def test_action_latch_applies_each_action_once_and_holds_the_gripper():
+    from cliprt_core.eval.realtime import ActionLatch
+
+    latch = ActionLatch()
+    hold, fresh = latch.take()
+    assert not fresh and list(hold) == [0, 0, 0, 0, 0, 0, -1]  # nothing yet: still, open
+    latch.offer([0.1, 0, 0, 0, 0, 0, 1.0])
+    latch.offer([0.2, 0, 0, 0, 0, 0, 1.0])  # the newest wins
+    action, fresh = latch.take()
+    assert fresh and action[0] == 0.2
+    hold, fresh = latch.take()
+    assert not fresh and list(hold) == [0, 0, 0, 0, 0, 0, 1.0]  # holds the closed gripper
+    with pytest.raises(ValueError):
+        latch.offer([1.0, 2.0])
+    latch.clear()
+    assert latch.take()[0][-1] == -1

@@ -52,7 +52,7 @@ class ExecutorConfig:
                                          'passed (judged from header.stamp) when it arrives')
     request_threshold: int = setting(2, 'ask for the next chunk when at most this many actions '
                                      'remain; < 0 never asks (the policy answers every image)')
-    request_timeout: float = setting(1.0, 'seconds before an unanswered chunk request is '
+    request_timeout: float = setting(0.25, 'seconds before an unanswered chunk request is '
                                      'repeated')
     max_chunk_age: float = setting(1.0, 'seconds; a chunk whose stamp is older than this on '
                                    'arrival is dropped as stale')
