@@ -32,7 +32,7 @@ class Operator:
         from cliprt_ros.qos import reliable_qos
 
         self.node = rclpy.create_node('operator', namespace=namespace)
-        self.poses, self.actions, self.feedback = [], [], []
+        self.poses, self.actions, self.feedback, self.moves = [], [], [], []
         self.node.create_subscription(PoseStamped, 'ee_pose', self.poses.append, reliable_qos(100))
         self.node.create_subscription(Float64MultiArray, 'action', self.actions.append,
                                       reliable_qos(100))
@@ -65,7 +65,7 @@ class Operator:
         seen = len(self.poses)
         assert spin_until(executor, lambda: len(self.poses) >= seen + settle, 60.0)
         moved = self.position() - start
-        print(f'{text!r}: end-effector moved {np.round(moved * 100, 2)} cm')  # README numbers
+        self.moves.append(f'{text!r}: end-effector moved {np.round(moved * 100, 2)} cm')
         return moved, self.feedback[-1].data
 
 
@@ -135,6 +135,8 @@ def test_language_commands_move_the_simulated_arm_and_become_training_data(
         response = operator.call(executor, 'stop')
         assert response.success, response.message
         (path, demo, steps), = recorder.recorder.saved
+        with capsys.disabled():  # the numbers the README quotes
+            print('\n' + '\n'.join(operator.moves))
     finally:
         for node in nodes:
             node.destroy_node()
