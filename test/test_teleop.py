@@ -70,6 +70,13 @@ def test_a_refused_magnitude_names_the_nearest_primitives():
         'move the arm to the left by ten centimeters']
 
 
+def test_conflicting_directions_offer_each_named_direction():
+    decision = CommandMapper(VOCAB, top_k=4).decide('move left and up 5 cm')
+    assert [p for p, _ in decision.candidates] == [
+        'move the arm to the left by five centimeters', 'move the arm to the left by one '
+        'centimeter', 'raise the arm up by five centimeters', 'raise the arm up by one centimeter']
+
+
 def test_parse_result_fields():
     parsed = parse_command('tilt arm down 90 degrees')
     assert (parsed.axis, parsed.sign) == ('pitch', 1)

@@ -123,9 +123,14 @@ class CommandMapper:
                             f'command longer than {MAX_COMMAND_CHARS} characters')
         parsed = parse_command(text)
         if parsed.problems:
+            reason = 'ambiguous: ' + '; '.join(parsed.problems)
+            if parsed.cues:  # each direction that was named, nearest magnitude first
+                options = [i for axis, sign in parsed.cues
+                           for i in self._nearest(ParsedCommand(text, axis, sign,
+                                                                parsed.magnitude))[:2]]
+                return self._refuse(text, 'parser', reason, options, ordered=True)
             partial = self._consistent(parsed) if parsed.axis or self.similarity else []
-            return self._refuse(text, 'parser', 'ambiguous: ' + '; '.join(parsed.problems),
-                                partial)
+            return self._refuse(text, 'parser', reason, partial)
         if parsed.complete:
             return self._from_parse(text, parsed)
         if self.translator is not None:

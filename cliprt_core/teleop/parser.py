@@ -69,6 +69,7 @@ class ParsedCommand:
     sign: int | None = None
     magnitude: float | None = None
     problems: tuple[str, ...] = ()
+    cues: tuple[tuple[str, int], ...] = ()  # the conflicting (axis, sign) cues, if any
 
     @property
     def complete(self) -> bool:
@@ -200,7 +201,9 @@ def parse_command(text: str) -> ParsedCommand:
             named = ', '.join(t for t in dict.fromkeys(tokens) if t in _MOVES)
             problems.append(f'more than one direction ({named})' if len(axes) > 1
                             else f'opposite directions ({named})')
-            return ParsedCommand(text, problems=tuple(problems))
+            amount = magnitude if kind == 'position' else None
+            return ParsedCommand(text, magnitude=amount, problems=tuple(problems),
+                                 cues=tuple(sorted(moves)))
         ((axis, sign),) = moves
         if kind == 'rotation':
             problems.append('a translation but the amount is an angle')
