@@ -59,7 +59,7 @@ def test_diversified_trajectories_reach_the_demo_waypoints_in_the_simulator(
     waypoints, gripper, _, index = read_waypoints(path, 'demo_0')
     assert [w.gripper for w in waypoints] == [1.0, None] and gripper == -1.0 and index == 0
     code = main(['diversify', str(path), '--output', str(tmp_path), '--per-demo', '2',
-                 '--verify', 'waypoints', '--position-only', '--json'])
+                 '--verify', 'waypoints', '--position-only', '--waypoint-every', '0', '--json'])
     report = json.loads(capsys.readouterr().out)[0]
     assert code == 0, report
     assert report['kept'] == 2

@@ -270,7 +270,8 @@ def cmd_diversify(args) -> int:
     settings = DiversifySettings(
         per_demo=args.per_demo, seed=args.seed, vocabulary=args.vocabulary, verify=args.verify,
         metres_per_unit=args.metres_per_unit, radians_per_unit=args.radians_per_unit,
-        rotate=not args.position_only)
+        rotate=not args.position_only, waypoint_every=args.waypoint_every,
+        settle_steps=args.settle)
     files = find_hdf5_files(args.paths)
     stop = StopRequest('stopping: the file being diversified is dropped, finished files are '
                        'kept')
@@ -382,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
                            'measured response)')
     diversify.add_argument('--radians-per-unit', type=float, default=0.5,
                            help='rotation per step of action 1.0 (default: 0.5)')
+    diversify.add_argument('--waypoint-every', type=int, default=10,
+                           help='a waypoint every N demo steps along the path besides the '
+                           'gripper changes (default: 10; 0 = gripper changes and end only)')
+    diversify.add_argument('--settle', type=int, default=10,
+                           help='steps to hold still after the last waypoint (default: 10)')
     diversify.add_argument('--position-only', action='store_true',
                            help='re-sample translations only (rotations are not corrected)')
     diversify.set_defaults(func=cmd_diversify)
