@@ -180,8 +180,12 @@ def test_reset_is_deterministic_horizon_and_success(env, first_reset):
     env.horizon = 3
     try:
         action = np.array([0.4, 0.0, 0.2, 0.0, 0.0, 0.0, -1.0])
-        results = [env.step(action) for _ in range(3)]
+        results = [env.step(action, render=i == 2) for i in range(3)]
         assert [r.steps for r in results] == [1, 2, 3]
+        # unrendered steps carry no images (nobody looks at them); the joint states are there
+        assert results[0].observation.agentview is None and results[0].observation.wrist is None
+        assert results[0].observation.joint_states.shape == (7,)
+        assert results[2].observation.agentview.shape == (SIZE, SIZE, 3)
         assert [r.truncated for r in results] == [False, False, True]
         assert results[-1].done and not results[-1].success
         with pytest.raises(HorizonExceededError):

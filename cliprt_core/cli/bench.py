@@ -93,6 +93,11 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-steps', type=int, default=40, help='policy steps per episode')
     parser.add_argument('--camera-size', type=int, default=256)
     parser.add_argument('--wrist-camera', action='store_true')
+    parser.add_argument('--render', nargs='+', choices=['every_step', 'consumed'],
+                        default=['every_step', 'consumed'],
+                        help='render paths to measure side by side (default both): every_step '
+                             '= every camera at every step (before issue 14), consumed = only '
+                             'the frames a query uses')
     parser.add_argument('--checkpoint')
     parser.add_argument('--model-config', default=None,
                         help='random weights of this model without --checkpoint (default '
@@ -193,7 +198,7 @@ def run_sim(args: argparse.Namespace) -> int:
     rows = run_sim_benchmark(policy, args.workers, suite=args.suite, tasks=args.tasks,
                              episodes=args.episodes, max_steps=args.max_steps,
                              camera_size=args.camera_size, wrist_camera=args.wrist_camera,
-                             on_row=lambda row: write_json_line(row, sys.stdout))
+                             render=args.render, on_row=lambda row: write_json_line(row, sys.stdout))
     print('\n' + sim_table(rows), file=sys.stderr)
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -43,6 +44,10 @@ class EvalConfig:
                                  'controller does anyway)')
     binarize_gripper: bool = setting(False, 'gripper -> sign(gripper) (+1 close / -1 open), as '
                                      'OpenVLA-OFT does')
+    render_all_steps: bool = setting(False, 'render every camera at every simulator step (the '
+                                     'path before issue 14; same results, ~4x slower: for '
+                                     'benchmarks). Default: only the frames a query or video '
+                                     'uses')
     video: bool = setting(False, 'write an MP4 per episode under <results_dir>/videos')
     results_dir: str | None = setting(None, 'results folder (reused = resumed); empty = '
                                       'eval_results/<policy>')
@@ -110,15 +115,23 @@ class EvalConfig:
     def episode_options(self) -> dict[str, Any]:
         """Return the per-episode settings of :class:`~cliprt_core.eval.episode.Episode`."""
         return {'max_steps': self.max_steps, 'clip_actions': self.clip_actions,
-                'binarize_gripper': self.binarize_gripper}
+                'binarize_gripper': self.binarize_gripper,
+                'render_all_steps': self.render_all_steps}
 
-    def env_factory(self):
-        """Return the (picklable) LIBERO env factory of this run's camera, seed, settle steps."""
+    def env_factory(self, hosts_per_machine: int | None = None):
+        """
+        Return the (picklable) LIBERO env factory of this run's camera, seed, settle steps.
+
+        With several env hosts on one machine (``hosts_per_machine``, default ``workers``) each
+        gets its share of the cores for the software renderer instead of one thread per core.
+        """
         from cliprt_core.eval.worker import LiberoEnvFactory
 
+        hosts = self.workers if hosts_per_machine is None else hosts_per_machine
+        threads = max(1, (os.cpu_count() or 1) // hosts) if hosts > 1 else None
         return LiberoEnvFactory(camera_size=self.camera_size, seed=self.seed,
                                 wrist_camera=self.wrist_camera,
-                                num_dummy_steps=self.num_dummy_steps)
+                                num_dummy_steps=self.num_dummy_steps, render_threads=threads)
 
     def run_settings(self) -> dict[str, Any]:
         """Return the protocol settings plus the selection: the common part of ``run.json``."""
