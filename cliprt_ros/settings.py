@@ -17,6 +17,7 @@ from cliprt_core.inference.settings import PolicySettings
 from cliprt_core.safety import ActionSafetyConfig
 
 ImageQos = Literal['sensor_data', 'reliable']
+Executor = Literal['events', 'single', 'multi']
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class PolicyNodeConfig:
                             'nothing')
     warmup: bool = setting(True, 'run one dummy query at start-up so the first real answer is '
                            'fast')
+    executor: Executor = setting('events', 'rclpy executor of the node program: events '
+                                 '(rclpy.experimental.EventsExecutor, lowest latency) | single '
+                                 '(SingleThreadedExecutor) | multi (MultiThreadedExecutor)')
 
     def __post_init__(self):
         """Reject a non-positive control period."""

@@ -198,7 +198,8 @@ def run_sim(args: argparse.Namespace) -> int:
     rows = run_sim_benchmark(policy, args.workers, suite=args.suite, tasks=args.tasks,
                              episodes=args.episodes, max_steps=args.max_steps,
                              camera_size=args.camera_size, wrist_camera=args.wrist_camera,
-                             render=args.render, on_row=lambda row: write_json_line(row, sys.stdout))
+                             render=args.render,
+                             on_row=lambda row: write_json_line(row, sys.stdout))
     print('\n' + sim_table(rows), file=sys.stderr)
     return 0
 

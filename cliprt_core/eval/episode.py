@@ -228,7 +228,7 @@ class Episode:
 
     # --- internals -----------------------------------------------------------------------------
     def _render(self, last_of_chunk: bool) -> bool:
-        """Whether the next step's frames are consumed (a query after it, a video, the old path)."""
+        """Tell whether the next step's frames are consumed (a query, a video, the old path)."""
         if self.render_all_steps or self._video is not None:
             return True
         return last_of_chunk and self._steps + 1 < self.limit
