@@ -20,8 +20,8 @@ same run on the thread that serves the ROS queries (``ros-2proc``: interleaved w
 trips, so ``overhead_p50_ms`` / ``overhead_p99_ms`` are percentiles of the per-query
 differences round trip - act()). Each mode runs in a fresh process: torch on CPU is ~3x
 slower per query on any thread but the first one that ran it (one OpenMP team per thread),
-which is why policy_node keeps all model work on one thread. DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``)
-in a private domain.
+which is why policy_node keeps all model work on one thread. DDS stays on this machine
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) in a private domain.
 
     python -m cliprt_ros.bench --queries 200 --size 256
     python -m cliprt_ros.bench --modes ros-1proc ros-2proc --json bench_ros.json
