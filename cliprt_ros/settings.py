@@ -75,4 +75,5 @@ class BridgeConfig:
 
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
-BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed')
+BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed',
+                   'executor', 'ray_address', 'ray_policy_gpus')

@@ -176,6 +176,38 @@ def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
 
 @needs_libero
 @pytest.mark.slow
+def test_ray_executor_gives_the_same_episodes_and_resumes_exactly_once(reference, policy,
+                                                                       tmp_path):
+    """Env workers as actors of a local Ray instance; the driver (one writer) is interrupted
+    after its first finished episode, then resumed: each episode once, equal to in-process."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = config(tmp_path, workers=2, executor="ray")
+
+        def interrupt(record):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run_evaluation(cfg, policy, on_episode=interrupt)
+        first = ResultsDir(tmp_path).episodes_path.read_text().splitlines()
+        assert len(first) == 1  # the episode in flight was dropped, not half-written
+        summary = run_evaluation(cfg, policy)
+        assert ray.is_initialized()  # a Ray instance the caller started is left running
+    finally:
+        ray.shutdown()
+    lines = ResultsDir(tmp_path).episodes_path.read_text().splitlines()
+    assert lines[0] == first[0] and len(lines) == 2
+    records = {r["episode"]: r for r in map(json.loads, lines)}
+    keys = ("suite", "task_id", "episode", "success", "steps", "queries", "error", "seed",
+            "state_hash")
+    for episode, record in reference["records"].items():
+        assert {k: records[episode][k] for k in keys} == {k: record[k] for k in keys}
+    assert summary["run"]["executor"] == "ray" and summary["complete"]
+
+
+@needs_libero
+@pytest.mark.slow
 def test_failures_are_recorded_and_success_stops_the_episode(libero_env, policy, nan_policy,
                                                              tmp_path):
     cfg = config(tmp_path, episodes=4, max_steps=20, video=True)

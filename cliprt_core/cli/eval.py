@@ -5,6 +5,7 @@
   cliprt-eval --config libero_10 --checkpoint clip-rt/clip-rt-finetuned-libero-10 --video
   cliprt-eval --suite libero_spatial --tasks 0 --episodes 2 --max-steps 16 --camera-size 128
   cliprt-eval --results-dir eval_results/run1 --summary-only     # re-tabulate episodes.jsonl
+  cliprt-eval --executor ray --ray-address auto --workers 64 --ray-policy-gpus 1 ...  # a cluster
 
 Without --checkpoint the random-weight ``cliprt-tiny`` model runs (smoke tests; ~0% success).
 A killed run resumes when started again with the same --results-dir. Extra ``key=value``
@@ -13,6 +14,7 @@ arguments override any EvalConfig field (``binarize_gripper=true``, ``policy.bac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from typing import Sequence
@@ -50,6 +52,12 @@ def load_policy(config: EvalConfig, prog: str = 'cliprt-eval'):
     """Return the policy to evaluate; says so loudly when it has random weights."""
     from cliprt_core.inference.factory import describe_weights, load_policy as load
 
+    if config.executor == 'ray' and config.ray_policy_gpus > 0:
+        from cliprt_core.eval.ray_hosts import RayPolicy
+
+        print(f'{prog}: the policy runs in a Ray actor with {config.ray_policy_gpus} GPU(s)',
+              file=sys.stderr)
+        return RayPolicy(config.policy, config.ray_policy_gpus)
     policy = load(config.policy)
     print(f'{prog}: {describe_weights(policy, config.policy)}', file=sys.stderr)
     return policy
@@ -70,6 +78,7 @@ def summary_only(config: EvalConfig, prog: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from cliprt_core.atomic import DiskFullError
+    from cliprt_core.eval.ray_hosts import RayUnavailableError
     from cliprt_core.eval.report import report
     from cliprt_core.eval.results import ResultsDir, ResultsMismatchError
     from cliprt_core.inference.factory import PolicyLoadError
@@ -86,14 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = ResultsDir(config.default_results_dir())
     stop = StopRequest('stopping after the current round; finished episodes are kept')
+    session = contextlib.nullcontext()
+    if config.executor == 'ray':
+        from cliprt_core.eval.ray_hosts import RaySession
+
+        session = RaySession(config.ray_address)
     try:
         # Check the folder before loading a large model; write to it only once the policy loaded.
         results.check_run(config.protocol_settings(), write=False)
-        policy = load_policy(config)
-        with stop:
-            summary = run_evaluation(config, policy, results_dir=str(results.path),
-                                     stop=lambda: stop.requested)
-    except (ResultsMismatchError, PolicyLoadError) as exc:
+        with session:
+            policy = load_policy(config)
+            with stop:
+                summary = run_evaluation(config, policy, results_dir=str(results.path),
+                                         stop=lambda: stop.requested)
+    except (ResultsMismatchError, PolicyLoadError, RayUnavailableError,
+            ConnectionError) as exc:
         print(f'cliprt-eval: {exc}', file=sys.stderr)
         return 2
     except DiskFullError as exc:

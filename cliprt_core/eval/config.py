@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from cliprt_core.config import (ConfigError, load_config, merge, nest, parse_index_ranges,
                                 read_yaml, setting)
@@ -30,7 +30,15 @@ class EvalConfig:
     first_episode: int = setting(0, 'first fixed initial state: episodes run on init states '
                                  'first_episode .. first_episode+episodes-1 (e.g. 40 with '
                                  'episodes 10: states held out from training on 0..39)')
-    workers: int = setting(1, 'env worker processes (1: the env runs in the main process)')
+    workers: int = setting(1, 'env worker processes (1: the env runs in the main process), or '
+                           'env worker actors with executor ray')
+    executor: Literal['process', 'ray'] = setting('process', 'where env workers run: process '
+                                                  '(this machine) | ray (Ray actors on a '
+                                                  'cluster; needs the ray extra)')
+    ray_address: str = setting('', "Ray cluster to join with executor ray (e.g. 'auto' or "
+                               "'ray://head:10001'); empty = start a local Ray instance")
+    ray_policy_gpus: float = setting(0.0, 'executor ray: GPUs of a Ray actor that serves the '
+                                     'policy (batched); 0 = the policy runs in this process')
     max_steps: int | None = setting(None, 'cap on the per-suite horizon (smoke runs; not the '
                                     'protocol); unset = the protocol horizon')
     seed: int = setting(protocol.GLOBAL_SEED, 'evaluation seed (protocol: 7)')
@@ -69,6 +77,8 @@ class EvalConfig:
                               f'{protocol.NUM_INIT_STATES}: 0..{protocol.NUM_INIT_STATES - 1})')
         if self.workers < 1:
             raise ConfigError(f'workers: must be >= 1, got {self.workers}')
+        if self.ray_policy_gpus < 0:
+            raise ConfigError(f'ray_policy_gpus: must be >= 0, got {self.ray_policy_gpus}')
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f'max_steps: must be >= 1, got {self.max_steps}')
         if self.camera_size < 8:
@@ -118,17 +128,21 @@ class EvalConfig:
                 'binarize_gripper': self.binarize_gripper,
                 'render_all_steps': self.render_all_steps}
 
-    def env_factory(self, hosts_per_machine: int | None = None):
+    def env_factory(self):
         """
         Return the (picklable) LIBERO env factory of this run's camera, seed, settle steps.
 
-        With several env hosts on one machine (``hosts_per_machine``, default ``workers``) each
-        gets its share of the cores for the software renderer instead of one thread per core.
+        Several env workers share the machine's cores for the software renderer instead of each
+        starting one render thread per core; a Ray actor (1 CPU) renders with one thread.
         """
         from cliprt_core.eval.worker import LiberoEnvFactory
 
-        hosts = self.workers if hosts_per_machine is None else hosts_per_machine
-        threads = max(1, (os.cpu_count() or 1) // hosts) if hosts > 1 else None
+        if self.executor == 'ray':
+            threads: int | None = 1
+        elif self.workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+        else:
+            threads = None
         return LiberoEnvFactory(camera_size=self.camera_size, seed=self.seed,
                                 wrist_camera=self.wrist_camera,
                                 num_dummy_steps=self.num_dummy_steps, render_threads=threads)
