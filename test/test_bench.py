@@ -175,12 +175,12 @@ def test_sim_throughput_row_and_table():
     row["render"], faster["render"] = "every_step", "consumed"
     faster.update(speedup=2.0, same_results=True)
     lines = sim_table([row, faster]).splitlines()
-    assert lines[0].split() == ["render", "workers", "episodes", "wall", "s", "env", "st/s",
+    assert lines[0].split() == ["executor", "render", "workers", "episodes", "wall", "s", "env", "st/s",
                                 "pol", "st/s", "vs", "1st", "speedup", "same", "reset", "sim",
                                 "policy"]
-    assert lines[2].split() == ["every_step", "1", "2", "10.0", "8.00", "6.00", "1.00",
+    assert lines[2].split() == ["process", "every_step", "1", "2", "10.0", "8.00", "6.00", "1.00",
                                 "40.0%", "50.0%", "10.0%"]
-    assert lines[3].split()[:9] == ["consumed", "2", "2", "5.0", "16.00", "12.00", "1.00",
+    assert lines[3].split()[:10] == ["process", "consumed", "2", "2", "5.0", "16.00", "12.00", "1.00",
                                     "2.00x", "True"]
 
 

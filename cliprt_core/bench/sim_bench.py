@@ -12,9 +12,12 @@ are the simulator's) on a few episodes, once per worker count, and reports:
 Each worker count runs both render paths side by side: ``every_step`` (every camera at every
 simulator step, the path before issue 14) and ``consumed`` (only the frames a query uses, the
 default); ``same_results`` says whether their episodes ended in identical MuJoCo states.
+``--executors process ray`` adds the same runs with the env workers as actors of a local Ray
+instance (started once, outside the timed runs).
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 import tempfile
 import time
@@ -66,10 +69,11 @@ def run_sim_benchmark(policy: Any, workers: Sequence[int] = (1, 2), *,
                       suite: str = 'libero_spatial', tasks: str = '0', episodes: int = 4,
                       max_steps: int = 40, camera_size: int = 256, wrist_camera: bool = False,
                       render: Sequence[str] = RENDER_PATHS,
+                      executors: Sequence[str] = ('process',),
                       on_row: Callable[[dict[str, Any]], None] | None = None
                       ) -> list[dict[str, Any]]:
     """
-    One :func:`measure` row per worker count and render path (``on_row`` sees each at once).
+    Measure one row per executor, worker count and render path (``on_row`` sees each at once).
 
     A ``consumed`` row measured after an ``every_step`` row of the same worker count gets
     ``speedup`` (policy steps/s ratio) and ``same_results`` (identical successes and states).
@@ -79,22 +83,34 @@ def run_sim_benchmark(policy: Any, workers: Sequence[int] = (1, 2), *,
         raise ValueError(f"render paths must be among {', '.join(RENDER_PATHS)}; got "
                          f'{sorted(unknown) or "none"}')
     rows = []
-    with tempfile.TemporaryDirectory(prefix='cliprt-bench-sim-') as tmp:
-        for count in workers:
-            before = None
-            for path in render:
-                config = EvalConfig(suite=suite, tasks=tasks, episodes=episodes, workers=count,
-                                    max_steps=max_steps, camera_size=camera_size,
-                                    wrist_camera=wrist_camera, progress=False,
-                                    render_all_steps=path == 'every_step',
-                                    results_dir=str(Path(tmp) / f'workers{count}-{path}'))
-                row = measure(policy, count, config)
-                if path == 'consumed' and before is not None:
-                    row['speedup'] = round(row['policy_steps_per_s']
-                                           / before['policy_steps_per_s'], 2)
-                    row['same_results'] = row['outcomes'] == before['outcomes']
-                before = row
-                rows.append(row)
-                if on_row is not None:
-                    on_row(row)
+    session = contextlib.nullcontext()
+    if 'ray' in executors:
+        from cliprt_core.eval.ray_hosts import RaySession
+
+        session = RaySession()
+    before = None
+    with tempfile.TemporaryDirectory(prefix='cliprt-bench-sim-') as tmp, session:
+        for executor, count, path in _grid(executors, workers, render):
+            if path == render[0]:
+                before = None
+            config = EvalConfig(suite=suite, tasks=tasks, episodes=episodes, workers=count,
+                                max_steps=max_steps, camera_size=camera_size,
+                                wrist_camera=wrist_camera, progress=False, executor=executor,
+                                render_all_steps=path == 'every_step',
+                                results_dir=str(Path(tmp) / f'{executor}{count}-{path}'))
+            row = measure(policy, count, config)
+            row['executor'] = executor
+            if path == 'consumed' and before is not None:
+                row['speedup'] = round(row['policy_steps_per_s']
+                                       / before['policy_steps_per_s'], 2)
+                row['same_results'] = row['outcomes'] == before['outcomes']
+            before = row
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
     return rows
+
+
+def _grid(executors: Sequence[str], workers: Sequence[int], render: Sequence[str]):
+    """(executor, workers, render path) in measuring order: render paths innermost."""
+    return [(e, w, r) for e in executors for w in workers for r in render]

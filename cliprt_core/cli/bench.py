@@ -98,6 +98,9 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
                         help='render paths to measure side by side (default both): every_step '
                              '= every camera at every step (before issue 14), consumed = only '
                              'the frames a query uses')
+    parser.add_argument('--executors', nargs='+', choices=['process', 'ray'],
+                        default=['process'], help='env workers as processes and/or actors of '
+                        'a local Ray instance (started once, outside the timed runs)')
     parser.add_argument('--checkpoint')
     parser.add_argument('--model-config', default=None,
                         help='random weights of this model without --checkpoint (default '
@@ -198,7 +201,7 @@ def run_sim(args: argparse.Namespace) -> int:
     rows = run_sim_benchmark(policy, args.workers, suite=args.suite, tasks=args.tasks,
                              episodes=args.episodes, max_steps=args.max_steps,
                              camera_size=args.camera_size, wrist_camera=args.wrist_camera,
-                             render=args.render,
+                             render=args.render, executors=args.executors,
                              on_row=lambda row: write_json_line(row, sys.stdout))
     print('\n' + sim_table(rows), file=sys.stderr)
     return 0

@@ -27,13 +27,13 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise RayUnavailableError('executor ray needs Ray: pip install "ray==2.60.0" (or the cliprt_ros '
-                         '[ray] extra)') from None
+        raise RayUnavailableError('executor ray needs Ray: pip install "ray==2.60.0" (or the '
+                                  'cliprt_ros [ray] extra)') from None
     return ray
 
 
 class RaySession:
-    """``ray.init`` on entry unless Ray is already initialised; ``ray.shutdown`` if we started it."""
+    """``ray.init`` on entry unless Ray already runs here; ``ray.shutdown`` if we started it."""
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address or None
@@ -136,7 +136,7 @@ class _PolicyActor:
         self.policy = load_policy(settings)
 
     def act_batch(self, images, instructions):
-        return [chunk for chunk in self.policy.act_batch(images, instructions)]
+        return list(self.policy.act_batch(images, instructions))
 
 
 class RayPolicy:
