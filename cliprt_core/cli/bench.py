@@ -98,6 +98,9 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
                         help='render paths to measure side by side (default both): every_step '
                              '= every camera at every step (before issue 14), consumed = only '
                              'the frames a query uses')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch threads of the policy (default: torch\'s; 1 keeps a busy '
+                             'machine from slowing the tiny policy down)')
     parser.add_argument('--executors', nargs='+', choices=['process', 'ray'],
                         default=['process'], help='env workers as processes and/or actors of '
                         'a local Ray instance (started once, outside the timed runs)')
@@ -197,6 +200,8 @@ def run_sim(args: argparse.Namespace) -> int:
     from cliprt_core.bench.sim_bench import run_sim_benchmark
     from cliprt_core.inference.factory import build_policy
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     policy = build_policy(args.checkpoint, args.model_config, device=args.device)
     rows = run_sim_benchmark(policy, args.workers, suite=args.suite, tasks=args.tasks,
                              episodes=args.episodes, max_steps=args.max_steps,
