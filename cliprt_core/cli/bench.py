@@ -99,7 +99,7 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
                              '= every camera at every step (before issue 14), consumed = only '
                              'the frames a query uses')
     parser.add_argument('--threads', type=int, default=None,
-                        help='torch threads of the policy (default: torch\'s; 1 keeps a busy '
+                        help="torch threads of the policy (default: torch's; 1 keeps a busy "
                              'machine from slowing the tiny policy down)')
     parser.add_argument('--executors', nargs='+', choices=['process', 'ray'],
                         default=['process'], help='env workers as processes and/or actors of '
