@@ -6,6 +6,7 @@
 #   make colcon   colcon build of this repo into build/ and install/ (colcon from .venv)
 #   make bench    inference benchmarks (BENCH_ARGS="data ..." / "sim ...": loader / simulator)
 #   make learn-demo  scripted LIBERO demos -> CPU training -> held-out evaluation via ROS (LEARN_ARGS=...)
+#   make latency-study  lockstep vs real time x chunk aggregation x added latency (after learn-demo)
 #   make gpu-extras  TensorRT Python package (GPU machines only; never installed by default)
 #   make lock     regenerate requirements/constraints.txt from a scratch venv
 #   make clean / distclean
@@ -27,7 +28,7 @@ SYSDEPS := libegl1 libgl1-mesa-dri libosmesa6
 MUJOCO_GL ?= egl
 export MUJOCO_GL
 
-.PHONY: venv sysdeps test demo learn-demo colcon bench gpu-extras lock clean distclean
+.PHONY: venv sysdeps test demo learn-demo latency-study colcon bench gpu-extras lock clean distclean
 
 venv: $(STAMP)
 
@@ -61,6 +62,11 @@ demo: venv sysdeps
 # The learning loop (cliprt_core/learn.py): resumable, rerun to continue; report in runs/learn-demo.
 learn-demo: venv sysdeps
 	$(PY) -m cliprt_core.learn --output runs/learn-demo $(LEARN_ARGS)
+
+# Real-time evaluation of the learn-demo policy (cliprt_ros/latency_study.py): resumable, rerun to continue.
+STUDY_CHECKPOINT ?= runs/learn-demo/train/checkpoints/last.pt
+latency-study: venv sysdeps
+	$(PY) -m cliprt_ros.latency_study --checkpoint $(STUDY_CHECKPOINT) --output runs/latency-study $(STUDY_ARGS)
 
 # colcon must come from the same venv as rclpy (console-script shebangs point at its python).
 colcon: venv

@@ -86,6 +86,7 @@ setup(
             # ROS 2 nodes: installed to lib/cliprt_ros/ (see setup.cfg) for `ros2 run`.
             'policy_node = cliprt_ros.policy_node:main',
             'libero_bridge_node = cliprt_ros.libero_bridge_node:main',
+            'action_executor = cliprt_ros.executor_node:main',
         ],
     },
 )

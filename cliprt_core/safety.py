@@ -12,14 +12,15 @@ Times are plain floats in seconds (any clock, as long as one object sees one clo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import math
 
 from cliprt_core.actions.space import ACTION_HIGH, ACTION_LOW
 from cliprt_core.config import ConfigError, setting
 import numpy as np
 
-__all__ = ['ActionGuard', 'ActionSafetyConfig', 'StalenessWatchdog', 'UnsafeActionError']
+__all__ = ['ActionBounds', 'ActionGuard', 'ActionSafetyConfig', 'StalenessWatchdog',
+           'UnsafeActionError']
 
 
 class UnsafeActionError(RuntimeError):
@@ -27,20 +28,18 @@ class UnsafeActionError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ActionSafetyConfig:
+class ActionBounds:
     """
-    Bounds every published action is clipped to, and how old an input image may be.
+    Bounds every published action is clipped to (per dimension).
 
     Defaults are LIBERO's normalised OSC_POSE deltas ([-1, 1] = +-5 cm / +-0.5 rad per step,
-    gripper -1 open / +1 close). ``stale_image_timeout <= 0`` disables the staleness check.
+    gripper -1 open / +1 close).
     """
 
     action_low: tuple[float, ...] = setting(ACTION_LOW, 'lower bounds of dx, dy, dz, droll, '
                                             'dpitch, dyaw, gripper (actions are clipped)')
     action_high: tuple[float, ...] = setting(ACTION_HIGH, 'upper bounds of the action '
                                              'dimensions (actions are clipped)')
-    stale_image_timeout: float = setting(0.5, 'seconds; an image older than this (header.stamp '
-                                         'vs the clock) is never answered; <= 0 disables')
 
     def __post_init__(self) -> None:
         low = np.asarray(self.action_low, dtype=np.float64)
@@ -53,6 +52,17 @@ class ActionSafetyConfig:
         if (low > high).any():
             bad = [i for i in range(low.size) if low[i] > high[i]]
             raise ConfigError(f'action_low > action_high for dimension(s) {bad}')
+
+
+@dataclass(frozen=True)
+class ActionSafetyConfig:
+    """The action bounds and how old an input image may be (``<= 0`` disables the check)."""
+
+    bounds: ActionBounds = field(default_factory=ActionBounds)
+    stale_image_timeout: float = setting(0.5, 'seconds; an image older than this (header.stamp '
+                                         'vs the clock) is never answered; <= 0 disables')
+
+    def __post_init__(self) -> None:
         if not math.isfinite(self.stale_image_timeout):
             raise ConfigError('stale_image_timeout must be finite (<= 0 disables the check)')
 
@@ -60,9 +70,9 @@ class ActionSafetyConfig:
 class ActionGuard:
     """Validate and clip actions: ``guard(actions) -> float32 array within the bounds``."""
 
-    def __init__(self, config: ActionSafetyConfig) -> None:
-        self.low = np.asarray(config.action_low, dtype=np.float32)
-        self.high = np.asarray(config.action_high, dtype=np.float32)
+    def __init__(self, bounds: ActionBounds) -> None:
+        self.low = np.asarray(bounds.action_low, dtype=np.float32)
+        self.high = np.asarray(bounds.action_high, dtype=np.float32)
         self.clipped_values = 0  # how many individual values were clipped so far
         self.withheld = 0  # how many whole actions/chunks were refused
 

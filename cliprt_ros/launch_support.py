@@ -7,7 +7,10 @@ override the ``params_file``; each is parsed and type-checked by the config syst
 value fails the launch with the argument's name instead of reaching the node.
 """
 
-from cliprt_core.config import ConfigError, leaves
+import os
+
+from cliprt_core.config import ConfigError, leaves, read_yaml
+from cliprt_core.executor import ExecutorConfig
 from cliprt_ros.parameters import to_parameter
 from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig
 
@@ -15,18 +18,50 @@ NOT_GIVEN = ''
 #: Node settings exposed as launch arguments, per launch file.
 POLICY_ARGUMENTS = ('checkpoint', 'model_config', 'backend', 'device', 'dtype')
 EVAL_ARGUMENTS = ('suite', 'tasks', 'episodes', 'first_episode', 'max_steps', 'results_dir',
-                  'video', 'wrist_camera')
+                  'video', 'wrist_camera', 'mode', 'real_time_factor', 'publish_clock')
+EXECUTOR_ARGUMENTS = ('aggregation', 'request_threshold')
+#: Extra arguments of libero_eval.launch.py for real-time studies (policy_node settings).
+LATENCY_ARGUMENTS = ('added_latency',)
 
 
 def argument_descriptions(names):
     """``[(name, description)]`` of launch arguments for the settings ``names``."""
-    found = {**leaves(BridgeConfig, BRIDGE_EXCLUDED), **leaves(PolicyNodeConfig)}
+    found = {**leaves(BridgeConfig, BRIDGE_EXCLUDED), **leaves(PolicyNodeConfig),
+             **leaves(ExecutorConfig)}
     return [(name, f'{found[name].description} [default: from params_file]') for name in names]
+
+
+def executor_overrides(configurations):
+    """Parameters of ``action_executor`` for the given launch arguments."""
+    return _overrides(configurations, ExecutorConfig, EXECUTOR_ARGUMENTS)
+
+
+def realtime_setup(configurations, params_file):
+    """
+    ``(realtime, use_sim_time)`` of an evaluation launch: from the arguments, else the file.
+
+    A real-time evaluation adds the ``action_executor`` and makes the policy answer its chunk
+    requests; with ``publish_clock`` both follow the bridge's simulated ``/clock``.
+    """
+    section = bridge_file_parameters(params_file)
+    bridge = {**section, **bridge_overrides(configurations)}
+    return bridge.get('mode') == 'realtime', bool(bridge.get('publish_clock', False))
+
+
+def bridge_file_parameters(params_file):
+    """Return the ``libero_bridge_node`` section of a params file ({} when there is none)."""
+    if not os.path.isfile(params_file):
+        return {}
+    data = read_yaml(params_file) or {}
+    for key, value in data.items():
+        if key.split('/')[-1] == 'libero_bridge_node' and isinstance(value, dict):
+            return value.get('ros__parameters', {})
+    return {}
 
 
 def policy_overrides(configurations):
     """Parameters of ``policy_node`` for the given launch arguments (a name -> text mapping)."""
-    return _overrides(configurations, PolicyNodeConfig, POLICY_ARGUMENTS)
+    return _overrides(configurations, PolicyNodeConfig, POLICY_ARGUMENTS + LATENCY_ARGUMENTS)
 
 
 def bridge_overrides(configurations):

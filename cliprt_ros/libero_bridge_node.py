@@ -7,13 +7,22 @@ observation share one ``header.stamp``):
 * ``camera/image_raw`` (``sensor_msgs/Image`` rgb8, upright agentview; QoS ``image_qos``)
 * ``wrist/image_raw`` (``sensor_msgs/Image`` rgb8, upright; only with ``wrist_camera``)
 * ``joint_states`` (``sensor_msgs/JointState``: 7 arm joints + 2 finger joints, reliable)
+* ``ee_pose`` (``geometry_msgs/PoseStamped``: the end effector in the ``world`` frame, reliable)
 * ``instruction`` (``std_msgs/String``, reliable, transient local: the task's ``language``)
+* ``/clock`` (``rosgraph_msgs/Clock``; ``mode: realtime`` with ``publish_clock`` only)
 
-and subscribes ``action_chunk`` (``trajectory_msgs/JointTrajectory``). Lockstep: the simulator
-advances only on the chunk whose ``header.stamp`` equals the stamp of the latest observation
+``mode: lockstep`` (default, the benchmark protocol) subscribes ``action_chunk``
+(``trajectory_msgs/JointTrajectory``): the simulator advances only on the chunk whose
+``header.stamp`` equals the stamp of the latest observation
 (:class:`cliprt_core.eval.lockstep.Lockstep`); other chunks are counted and ignored. An
 observation left unanswered for ``chunk_timeout`` seconds ends the episode as a failure with the
 reason; a policy node that goes away stops the run (exit code 1, finished episodes kept).
+
+``mode: realtime`` subscribes ``action`` (``std_msgs/Float64MultiArray``, from the
+``action_executor``): the simulator steps every control period (``real_time_factor`` x wall
+time; with ``publish_clock`` the stamps and ``/clock`` are simulated time) with the newest action,
+holding still when none came (:mod:`cliprt_core.eval.realtime`). Each episode's record gets a
+``realtime`` entry: held steps, overruns, the policy's chunk count and chunk latency.
 
 No protocol logic lives here: episodes run on the :class:`cliprt_core.eval.EpisodeHost` the
 in-process evaluation uses, driven from ROS callbacks; the run is the
@@ -27,17 +36,21 @@ from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 
+from cliprt_core.actions.space import CONTROL_PERIOD
 from cliprt_core.eval import EpisodeHost, failure_record, report, ResultsDir
 from cliprt_core.eval.lockstep import Lockstep
+from cliprt_core.eval.realtime import ActionLatch, Pacer, RealtimeStats
 from cliprt_ros import conversions
 from cliprt_ros.parameters import declare_config, read_config
 from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos
 from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig
 from cliprt_ros.spin import run_node, spin_until
+from geometry_msgs.msg import PoseStamped
 from rclpy.duration import Duration
 from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 NODE_NAME = 'libero_bridge_node'
@@ -45,6 +58,9 @@ JOINT_NAMES = tuple(f'panda_joint{i}' for i in range(1, 8)) + (
     'panda_finger_joint1', 'panda_finger_joint2')
 #: Exit code when the run stopped before its end (no policy node, or it went away).
 EXIT_INCOMPLETE = 1
+#: Simulated seconds skipped at each real-time episode start: the executor's chunks from the
+#: previous episode are then past due (more than its max_chunk_age) and never run in this one.
+EPISODE_GAP_S = 2.0
 
 
 def read_bridge_config(node):
@@ -75,6 +91,13 @@ class LiberoBridgeNode(Node):
         self.policy_lost_timeout = bridge.policy_lost_timeout
         self.exit_when_done = bridge.exit_when_done
         self.log_report = log_report
+        self.bridge = bridge
+        self.realtime = bridge.mode == 'realtime'
+        self.latch = ActionLatch()
+        self._realtime_run = None  # the future of the real-time episode loop
+        self._realtime_stats = None
+        self._stop_requested = False
+        self._sim_ns = 0  # realtime with publish_clock: the simulated time
 
         self.results = ResultsDir(config.default_results_dir())
         self.results.check_run(config.protocol_settings())
@@ -108,14 +131,21 @@ class LiberoBridgeNode(Node):
         self.wrist_pub = (self.create_publisher(Image, 'wrist/image_raw', image_qos)
                           if config.wrist_camera else None)
         self.joint_pub = self.create_publisher(JointState, 'joint_states', reliable_qos(10))
+        self.pose_pub = self.create_publisher(PoseStamped, 'ee_pose', reliable_qos(10))
         self.create_subscription(JointTrajectory, 'action_chunk', self._on_chunk,
                                  reliable_qos(10))
+        self.action_topic = 'action' if self.realtime else 'action_chunk'
+        if self.realtime:
+            self.create_subscription(Float64MultiArray, 'action', self._on_action,
+                                     reliable_qos(10))
+        self.clock_pub = (self.create_publisher(Clock, '/clock', reliable_qos(1))
+                          if self.realtime and bridge.publish_clock else None)
         self.create_timer(0.02, self._on_tick)
         self.get_logger().info(
             f'{len(self.todo)} of {len(self.wanted)} episodes to run '
             f'({len(self.wanted) - len(self.todo)} already in {self.results.episodes_path}); '
-            f'waiting for a policy node on {self.resolve_topic_name("camera/image_raw")} -> '
-            f'{self.resolve_topic_name("action_chunk")}')
+            f'{bridge.mode}; waiting for a policy on {self.resolve_topic_name("camera/image_raw")}'
+            f' -> {self.resolve_topic_name(self.action_topic)}')
 
     # --- callbacks -------------------------------------------------------------------------------
     def _on_tick(self):
@@ -125,15 +155,28 @@ class LiberoBridgeNode(Node):
         connected = self._policy_connected()
         if connected:
             self._policy_seen = now
+        if self._realtime_run is not None:
+            if self._realtime_run.done():
+                self._realtime_run.result()  # re-raise a bug in the loop
+                self._finish()
+            elif now - self._policy_seen > self.policy_lost_timeout:
+                self._stop(f'the policy went away during {self._spec} (no subscriber on '
+                           f'{self.camera_pub.topic_name} or no publisher on '
+                           f'{self.resolve_topic_name(self.action_topic)} for '
+                           f'{self.policy_lost_timeout} s)')
+            return
         if self._spec is None:  # not started: wait until a policy node is connected
             if not self.todo:
                 self._finish()
             elif connected:
                 self.get_logger().info('policy node connected; starting episodes')
-                self._next_episode()
+                if self.realtime:
+                    self._realtime_run = self._sim.submit(self._run_realtime)
+                else:
+                    self._next_episode()
             elif now - self._started > self.discovery_timeout:
                 self._stop(f'no policy node subscribed to {self.camera_pub.topic_name} and '
-                           f'publishing {self.resolve_topic_name("action_chunk")} within '
+                           f'publishing {self.resolve_topic_name(self.action_topic)} within '
                            f'{self.discovery_timeout} s')
             return
         if now - self._policy_seen > self.policy_lost_timeout:
@@ -153,6 +196,11 @@ class LiberoBridgeNode(Node):
             self._publish(self._messages)
 
     def _on_chunk(self, msg):
+        if self.realtime:
+            stats = self._realtime_stats
+            if stats is not None:
+                stats.chunk((self._stamp_ns() - conversions.stamp_to_ns(msg.header.stamp)) / 1e9)
+            return
         waited = self.lockstep.waited(time.monotonic())
         key = conversions.stamp_to_ns(msg.header.stamp)
         if not self.lockstep.offer(key):
@@ -166,6 +214,60 @@ class LiberoBridgeNode(Node):
             self._end_episode(error=f'invalid action chunk: {exc}', policy_s=waited)
             return
         self._handle(self._in_sim(self.host.handle, 'chunk', chunk, waited))
+
+    def _on_action(self, msg):
+        try:
+            self.latch.offer(msg.data)
+        except ValueError:
+            self._log('action', f'ignored an action with {len(msg.data)} values (expected 7)')
+
+    # --- real time (runs on the simulator thread) ----------------------------------------------
+    def _run_realtime(self):
+        """Run the remaining episodes with the simulator on the clock."""
+        period = CONTROL_PERIOD
+        every = max(1, round(self.bridge.camera_period / period))
+        pacer = Pacer(period, self.bridge.real_time_factor)
+        self._sim_ns = self.get_clock().now().nanoseconds
+        while self.todo and not self._stop_requested:
+            spec = self._spec = self.todo.popleft()
+            video = str(self.results.video_path(*spec)) if self.config.video else None
+            reply = self.host.handle('start', spec, video)
+            if reply[0] != 'obs':
+                self._record(reply[1])
+                continue
+            self.get_logger().info(f'{spec[0]} task {spec[1]} episode {spec[2]}: {reply[2]!r}')
+            self._announce(reply[2])
+            self.latch.clear()
+            self._sim_ns += int(EPISODE_GAP_S * 1e9)
+            stats = self._realtime_stats = RealtimeStats(self.bridge.real_time_factor)
+            pacer.restart()
+            overruns = pacer.overruns
+            while reply[0] == 'obs':
+                self._tick_clock()
+                if stats.steps % every == 0:
+                    self._send_observation(self.host.observation)
+                pacer.wait()
+                if self._stop_requested:  # not the policy's failure: reruns on resume
+                    return
+                action, fresh = self.latch.take()
+                stats.step(fresh)
+                reply = self.host.handle('chunk', action[None], 0.0, False)
+                self._sim_ns += int(round(period * 1e9))
+            record = dict(reply[1], queries=stats.chunks,
+                          realtime=stats.record(period, pacer.overruns - overruns))
+            self._realtime_stats = None
+            self._record(record)
+        self._spec = None
+
+    def _tick_clock(self):
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=conversions.ns_to_stamp(self._sim_ns)))
+
+    def _stamp_ns(self):
+        """Now on the clock the observations are stamped with."""
+        if self.clock_pub is not None:
+            return self._sim_ns
+        return self.get_clock().now().nanoseconds
 
     # --- episodes (the EpisodeHost of cliprt_core.eval, as the in-process runner uses) ---------
     def _next_episode(self):
@@ -216,7 +318,10 @@ class LiberoBridgeNode(Node):
         self.exit_code = EXIT_INCOMPLETE
         self.lockstep.cancel()
         self._messages = None
-        self._finish()
+        if self._realtime_run is not None:
+            self._stop_requested = True  # the loop ends at its next step; _on_tick finishes
+        else:
+            self._finish()
 
     def _finish(self):
         self._in_sim(self.host.close)
@@ -252,25 +357,33 @@ class LiberoBridgeNode(Node):
             self.get_logger().warning('the instruction was not acknowledged within 5 s')
 
     def _send_observation(self, observation):
-        now_ns = self.get_clock().now().nanoseconds
-        stamp_ns = max(now_ns, self._last_stamp_ns + 1)  # unique: it is the lockstep key
+        stamp_ns = max(self._stamp_ns(), self._last_stamp_ns + 1)  # unique: the lockstep key
         self._last_stamp_ns = stamp_ns
         stamp = conversions.ns_to_stamp(stamp_ns)
         joints = JointState(name=list(JOINT_NAMES), position=[
             *map(float, observation.joint_states), *map(float, observation.gripper_states)])
         joints.header.stamp = stamp
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, 'world'
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (
+            float(v) for v in observation.eef_pos)
+        orientation = pose.pose.orientation
+        orientation.x, orientation.y, orientation.z, orientation.w = (
+            float(v) for v in observation.eef_quat)
         wrist = None
         if self.wrist_pub is not None and observation.wrist is not None:
             wrist = conversions.rgb_to_image(observation.wrist, stamp, self.wrist_frame_id)
         camera = conversions.rgb_to_image(observation.agentview, stamp, self.camera_frame_id)
-        self._messages = (joints, wrist, camera)
+        self._messages = (joints, pose, wrist, camera)
         self._resends = 0
-        self.lockstep.expect(stamp_ns, time.monotonic())
+        if not self.realtime:
+            self.lockstep.expect(stamp_ns, time.monotonic())
         self._publish(self._messages)
 
     def _publish(self, messages):
-        joints, wrist, camera = messages
+        joints, pose, wrist, camera = messages
         self.joint_pub.publish(joints)
+        self.pose_pub.publish(pose)
         if wrist is not None:
             self.wrist_pub.publish(wrist)
         self.camera_pub.publish(camera)  # last: the policy answers this one
@@ -278,7 +391,7 @@ class LiberoBridgeNode(Node):
     def _policy_connected(self):
         return (self.camera_pub.get_subscription_count() > 0
                 and self.instruction_pub.get_subscription_count() > 0
-                and self.count_publishers(self.resolve_topic_name('action_chunk')) > 0)
+                and self.count_publishers(self.resolve_topic_name(self.action_topic)) > 0)
 
     def _log(self, kind, text, period=2.0):
         now = time.monotonic()
@@ -288,6 +401,7 @@ class LiberoBridgeNode(Node):
 
     def destroy_node(self):
         """Close the simulator, then destroy the node."""
+        self._stop_requested = True  # a real-time loop ends at its next step
         if not self._sim_closed:
             self._sim_closed = True
             self._in_sim(self.host.close)

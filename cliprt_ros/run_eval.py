@@ -1,4 +1,4 @@
-"""
+r"""
 The LIBERO evaluation through ROS 2 without ``ros2 launch``: both nodes in one process.
 
 ``launch/libero_eval.launch.py`` starts ``policy_node`` and ``libero_bridge_node`` as two
@@ -9,6 +9,13 @@ multi``): every image and action chunk still goes through rclpy topics (DDS).
 
   python -m cliprt_ros.run_eval            # config/eval/demo.yaml, tiny policy, demo_results/ros-*
   python -m cliprt_ros.run_eval --checkpoint PATH --suite libero_10 --tasks 0-9 --episodes 50
+  python -m cliprt_ros.run_eval --checkpoint PATH --mode realtime --real-time-factor 0.25 \
+      --publish-clock --aggregation ensemble --added-latency 0.2     # as on a robot
+
+``--mode realtime`` adds the ``action_executor`` node: the policy answers the executor's chunk
+requests (``query_mode: on_request``), the executor sends one action per control period and the
+simulator steps on the clock (with ``--publish-clock`` on the simulated ``/clock``, which the
+policy node and the executor then follow with ``use_sim_time``).
 
 Flags are those of ``cliprt-eval`` (every EvalConfig setting, ``--backend`` included) plus
 ``--namespace``, ``--executor`` and ``--params-file``; the success table is printed at the end,
@@ -20,6 +27,7 @@ import sys
 import threading
 import time
 
+from cliprt_core.cli.options import add_config_flags, all_but, given_flags
 from cliprt_core.config import ConfigError
 from cliprt_ros.spin import spin_until
 
@@ -37,16 +45,39 @@ def build_parser():
                              'MultiThreadedExecutor for both (slow in rclpy 7.1, see docs)')
     parser.add_argument('--params-file', dest='params_file', default=None,
                         help='node parameter YAML (default config/nodes/libero_eval.yaml)')
+    for cls, names in _runtime_flags():
+        add_config_flags(parser, cls, all_but(cls, names))
     return parser
 
 
+def _runtime_flags():
+    """Return the node settings run_eval exposes as flags (real-time evaluation)."""
+    from cliprt_core.executor import ExecutorConfig
+    from cliprt_ros.settings import BridgeConfig, PolicyNodeConfig
+
+    return ((BridgeConfig, REALTIME_BRIDGE_SETTINGS), (ExecutorConfig, REALTIME_EXECUTOR_SETTINGS),
+            (PolicyNodeConfig, ('added_latency',)))
+
+
+REALTIME_BRIDGE_SETTINGS = ('mode', 'real_time_factor', 'publish_clock', 'camera_period')
+REALTIME_EXECUTOR_SETTINGS = ('aggregation', 'ensemble_decay', 'request_threshold',
+                              'latency_compensation')
+
+
+def runtime_values(args):
+    """``(bridge, executor, policy)`` parameter dicts of the real-time flags that were given."""
+    return tuple(given_flags(args, cls, all_but(cls, names)) for cls, names in _runtime_flags())
+
+
 def create_nodes(config, namespace='', params_file=None, policy=None,
-                 env_factory=None):
+                 env_factory=None, runtime=({}, {}, {})):
     """
-    Create ``(policy_node, bridge_node)`` for EvalConfig ``config``.
+    Create ``(policy_node, bridge_node, extra_nodes)`` for EvalConfig ``config``.
 
     ``policy`` (a loaded cliprt_core Policy) and ``env_factory`` are optional injections for
-    tests and benchmarks; by default the policy node loads what ``config`` names.
+    tests and benchmarks; by default the policy node loads what ``config`` names. ``runtime``:
+    ``(bridge, executor, policy)`` parameters of a real-time run (:func:`runtime_values`);
+    ``mode: realtime`` adds the ``action_executor`` (the only extra node).
     """
     from rclpy.parameter import Parameter
 
@@ -68,18 +99,35 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
                      config_to_parameters(config.policy, PolicySettings).items()
                      if value != defaults[name]}
     bridge_values = config_to_parameters(config, EvalConfig, exclude=BRIDGE_EXCLUDED)
+    bridge_runtime, executor_values, policy_runtime = runtime
+    bridge_values.update(bridge_runtime)
+    policy_values.update(policy_runtime)
+    realtime = bridge_runtime.get('mode') == 'realtime'
+    if realtime:
+        sim_time = {'use_sim_time': bool(bridge_runtime.get('publish_clock', False))}
+        policy_values.update(sim_time, query_mode='on_request')
+        executor_values = {**executor_values, **sim_time}
+
+    def overrides(values):
+        return [Parameter(k, value=v) for k, v in values.items()]
+
     # The bridge first: it checks the results folder before a large model is loaded.
-    bridge = LiberoBridgeNode(
-        env_factory=env_factory, log_report=False, namespace=namespace, cli_args=cli_args,
-        parameter_overrides=[Parameter(k, value=v) for k, v in bridge_values.items()])
+    bridge = LiberoBridgeNode(env_factory=env_factory, log_report=False, namespace=namespace,
+                              cli_args=cli_args, parameter_overrides=overrides(bridge_values))
+    made = [bridge]
     try:
-        policy_node = PolicyNode(
-            policy=policy, namespace=namespace, cli_args=cli_args,
-            parameter_overrides=[Parameter(k, value=v) for k, v in policy_values.items()])
+        if realtime:
+            from cliprt_ros.executor_node import ActionExecutorNode
+
+            made.append(ActionExecutorNode(namespace=namespace, cli_args=cli_args,
+                                           parameter_overrides=overrides(executor_values)))
+        policy_node = PolicyNode(policy=policy, namespace=namespace, cli_args=cli_args,
+                                 parameter_overrides=overrides(policy_values))
     except BaseException:
-        bridge.destroy_node()
+        for node in made:
+            node.destroy_node()
         raise
-    return policy_node, bridge
+    return policy_node, bridge, made[1:]
 
 
 EXECUTORS = ('threads', 'multi')
@@ -177,13 +225,15 @@ def main(argv=None):
     init()
     nodes = []
     try:
-        nodes = create_nodes(config, namespace=args.namespace,
-                             params_file=args.params_file)
-        summary = run_nodes(*nodes, executor=args.executor)
+        policy_node, bridge, extra = create_nodes(
+            config, namespace=args.namespace, params_file=args.params_file,
+            runtime=runtime_values(args))
+        nodes = [policy_node, bridge, *extra]
+        summary = run_nodes(policy_node, bridge, extra_nodes=extra, executor=args.executor)
         if summary is None:
             raise KeyboardInterrupt  # ROS was shut down (SIGINT / SIGTERM) before the end
-        print(report(summary, nodes[1].results))
-        return nodes[1].exit_code
+        print(report(summary, bridge.results))
+        return bridge.exit_code
     except (KeyboardInterrupt, ExternalShutdownException):
         print('\nrun_eval: interrupted; finished episodes are kept; rerun the same command to '
               'resume', file=sys.stderr)

@@ -18,6 +18,8 @@ from cliprt_core.safety import ActionSafetyConfig
 
 ImageQos = Literal['sensor_data', 'reliable']
 Executor = Literal['events', 'single', 'multi']
+QueryMode = Literal['every_image', 'on_request']
+BridgeMode = Literal['lockstep', 'realtime']
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,22 @@ class PolicyNodeConfig:
     executor: Executor = setting('events', 'rclpy executor of the node program: events '
                                  '(rclpy.experimental.EventsExecutor, lowest latency) | single '
                                  '(SingleThreadedExecutor) | multi (MultiThreadedExecutor)')
+    query_mode: QueryMode = setting('every_image', 'every_image: answer each fresh image (the '
+                                    'lockstep bridge) | on_request: answer the newest image '
+                                    'when chunk_request arrives (the action executor)')
+    added_latency: float = setting(0.0, 'testing: hold each answer back this many seconds (ROS '
+                                   'clock) to emulate a slower model')
+    autostart: bool = setting(True, 'configure and activate at start-up; false = wait for '
+                              'lifecycle transitions (ros2 lifecycle set <node> configure)')
 
     def __post_init__(self):
-        """Reject a non-positive control period."""
-        if self.control_period <= 0:
-            from cliprt_core.config import ConfigError
+        """Reject a non-positive control period and a negative added latency."""
+        from cliprt_core.config import ConfigError
 
+        if self.control_period <= 0:
             raise ConfigError(f'control_period must be > 0, got {self.control_period}')
+        if not self.added_latency >= 0:
+            raise ConfigError(f'added_latency must be >= 0, got {self.added_latency}')
 
 
 #: Parameters that may change while the node runs.
@@ -71,9 +82,33 @@ class BridgeConfig:
                                          '(subscriber) before the run stops; the unfinished '
                                          'episode reruns on resume')
     exit_when_done: bool = setting(True, 'exit the process after the last episode')
+    mode: BridgeMode = setting('lockstep', 'lockstep: the simulator waits for each chunk (the '
+                               'benchmark protocol) | realtime: it steps every control period '
+                               'with the newest executed action (hold when none)')
+    real_time_factor: float = setting(1.0, 'realtime: simulated seconds per wall second (< 1 '
+                                      'for CPUs that cannot simulate at full speed)')
+    publish_clock: bool = setting(False, 'realtime: publish the simulated time on /clock (run '
+                                  'the other nodes with use_sim_time:=true)')
+    camera_period: float = setting(CONTROL_PERIOD, 'realtime: simulated seconds between '
+                                   'published observations (a multiple of the control period)')
+
+    def __post_init__(self):
+        """Reject a non-positive real-time factor or camera period."""
+        from cliprt_core.config import ConfigError
+
+        for name in ('real_time_factor', 'camera_period'):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f'{name} must be > 0, got {getattr(self, name)}')
+        if self.mode == 'realtime' and self.real_time_factor != 1 and not self.publish_clock:
+            raise ConfigError('real_time_factor != 1 needs publish_clock: true (and '
+                              'use_sim_time: true in the policy node and the executor)')
 
 
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
 BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed',
                    'executor', 'ray_address', 'ray_policy_gpus')
+
+#: action_executor parameters that may change while the node runs (its config is
+#: cliprt_core.executor.ExecutorConfig).
+EXECUTOR_NODE_DYNAMIC = ('enabled',)

@@ -1,19 +1,28 @@
-"""
+r"""
 LIBERO evaluation through ROS 2: ``policy_node`` + ``libero_bridge_node`` over the robot topics.
 
   ros2 launch cliprt_ros libero_eval.launch.py checkpoint:=PATH suite:=libero_spatial
   ros2 launch cliprt_ros libero_eval.launch.py tasks:=0 episodes:=1 max_steps:=48   # a smoke run
   ros2 launch cliprt_ros libero_eval.launch.py params_file:=my_eval.yaml   # all from a file
+  ros2 launch cliprt_ros libero_eval.launch.py checkpoint:=PATH mode:=realtime \
+      real_time_factor:=0.25 publish_clock:=true aggregation:=ensemble added_latency:=0.2
 
 Parameters come from ``config/nodes/libero_eval.yaml`` (``params_file:=`` for another file); a
 launch argument overrides the file only when it is given (every argument defaults to "not
 given"). The launch ends when the bridge has written the results (the success table is printed);
 it fails (non-zero exit) when either node exits with an error, e.g. a checkpoint that does not
 load. Without ``ros2 launch`` (pip-only machines): ``python -m cliprt_ros.run_eval``.
+
+``mode:=realtime`` runs the episodes as on a robot: the ``action_executor`` joins, the policy
+answers its chunk requests (``query_mode: on_request``) and the simulator steps on the clock
+(with ``publish_clock:=true`` the simulated ``/clock``, followed by the policy node and the
+executor through ``use_sim_time``).
 """
 
 from cliprt_ros.launch_support import (argument_descriptions, bridge_overrides, EVAL_ARGUMENTS,
-                                       exit_failure, POLICY_ARGUMENTS, policy_overrides)
+                                       EXECUTOR_ARGUMENTS, executor_overrides, exit_failure,
+                                       LATENCY_ARGUMENTS, POLICY_ARGUMENTS, policy_overrides,
+                                       realtime_setup)
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
                             RegisterEventHandler)
@@ -37,23 +46,28 @@ def _stop_on_exit(name):
     return handler
 
 
+def _node(executable, namespace, parameters):
+    return Node(package=PACKAGE, executable=executable, name=executable, namespace=namespace,
+                output='screen', emulate_tty=True, parameters=parameters)
+
+
 def _nodes(context):
     given = context.launch_configurations
     params_file = given['params_file']
     namespace = given.get('namespace', '')
-    policy = Node(
-        package=PACKAGE, executable='policy_node', name='policy_node', namespace=namespace,
-        output='screen', emulate_tty=True,
-        parameters=[params_file, policy_overrides(given)])
-    bridge = Node(
-        package=PACKAGE, executable='libero_bridge_node', name='libero_bridge_node',
-        namespace=namespace, output='screen', emulate_tty=True,
-        parameters=[params_file, bridge_overrides(given)])
-    return [policy, bridge,
-            RegisterEventHandler(OnProcessExit(target_action=bridge,
-                                               on_exit=_stop_on_exit('libero_bridge_node'))),
-            RegisterEventHandler(OnProcessExit(target_action=policy,
-                                               on_exit=_stop_on_exit('policy_node')))]
+    realtime, use_sim_time = realtime_setup(given, params_file)
+    policy_params = policy_overrides(given)
+    nodes = []
+    if realtime:
+        policy_params.update(query_mode='on_request', use_sim_time=use_sim_time)
+        nodes.append(_node('action_executor', namespace, [
+            params_file, {**executor_overrides(given), 'use_sim_time': use_sim_time}]))
+    nodes += [_node('policy_node', namespace, [params_file, policy_params]),
+              _node('libero_bridge_node', namespace, [params_file, bridge_overrides(given)])]
+    return nodes + [
+        RegisterEventHandler(OnProcessExit(target_action=node,
+                                           on_exit=_stop_on_exit(node.kwargs['executable'])))
+        for node in nodes]
 
 
 def generate_launch_description():
@@ -65,6 +79,7 @@ def generate_launch_description():
         DeclareLaunchArgument('namespace', default_value='', description='namespace of both '
                               'nodes'),
         *[DeclareLaunchArgument(name, default_value='', description=description)
-          for name, description in argument_descriptions(EVAL_ARGUMENTS + POLICY_ARGUMENTS)],
+          for name, description in argument_descriptions(
+              EVAL_ARGUMENTS + POLICY_ARGUMENTS + EXECUTOR_ARGUMENTS + LATENCY_ARGUMENTS)],
         OpaqueFunction(function=_nodes),
     ])

@@ -70,8 +70,8 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
                         results_dir=str(tmp_path / 'ros'), progress=False)
     namespace = unique_namespace()
     policy = tiny_policy
-    policy_node, bridge = create_nodes(config, namespace=namespace, policy=policy,
-                                       env_factory=lambda suite, task: SharedEnv(libero_env))
+    policy_node, bridge, _ = create_nodes(config, namespace=namespace, policy=policy,
+                                          env_factory=lambda suite, task: SharedEnv(libero_env))
     spy = Spy(namespace)
     try:
         summary = run_nodes(policy_node, bridge, extra_nodes=[spy.node])
@@ -243,3 +243,55 @@ def test_run_eval_rejects_a_bad_config_before_starting_ros(capsys):
 
     assert main(['--suite', 'libero_100', '--no-progress']) == 2
     assert 'libero_100' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_realtime_episode_runs_on_the_simulated_clock_through_the_executor(
+        libero_env, rclpy_context, tiny_policy, tmp_path):
+    """Bridge (realtime, /clock) + executor (ensemble) + policy (on_request, +0.1 s latency)."""
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import Float64MultiArray
+
+    from cliprt_core.eval import EvalConfig
+    from cliprt_ros.conversions import stamp_to_ns
+    from cliprt_ros.run_eval import create_nodes, run_nodes
+
+    steps = 24
+    config = EvalConfig(suite='libero_spatial', tasks='0', episodes=1, max_steps=steps,
+                        camera_size=LIBERO_CAMERA, wrist_camera=True,
+                        results_dir=str(tmp_path / 'rt'), progress=False)
+    runtime = ({'mode': 'realtime', 'real_time_factor': 0.5, 'publish_clock': True},
+               {'aggregation': 'ensemble'}, {'added_latency': 0.1})
+    namespace = unique_namespace()
+    policy_node, bridge, extra = create_nodes(
+        config, namespace=namespace, policy=tiny_policy, runtime=runtime,
+        env_factory=lambda suite, task: SharedEnv(libero_env))
+    spy = rclpy.create_node('realtime_spy', namespace=namespace)
+    clock, actions, poses = [], [], []
+    spy.create_subscription(Clock, '/clock', lambda m: clock.append(stamp_to_ns(m.clock)), 100)
+    spy.create_subscription(Float64MultiArray, 'action', actions.append, 100)
+    spy.create_subscription(PoseStamped, 'ee_pose', poses.append, 100)
+    (executor_node,) = extra
+    try:
+        summary = run_nodes(policy_node, bridge, extra_nodes=[executor_node, spy])
+        counters = executor_node.runtime.counters
+    finally:
+        for node in (policy_node, bridge, executor_node, spy):
+            node.destroy_node()
+    assert summary['complete'] and summary['overall']['episodes'] == 1
+    (record,) = [json.loads(line) for line in
+                 (tmp_path / 'rt' / 'episodes.jsonl').read_text().splitlines()]
+    realtime = record['realtime']
+    assert record['error'] is None and record['steps'] == realtime['steps'] == steps
+    assert record['queries'] == realtime['chunks'] >= 2
+    # The first chunk needs a request, an image and 0.1 s of (simulated) latency: held steps.
+    assert 2 <= realtime['holds'] < steps
+    assert realtime['chunk_latency_ms']['p50'] >= 100.0  # the added latency, on the sim clock
+    assert counters.executed >= steps - realtime['holds'] and counters.requests >= 2
+    assert policy_node.get_parameter('use_sim_time').value
+    assert clock == sorted(clock) and len(clock) >= steps  # simulated time only moves forward
+    assert clock[-1] - clock[0] >= int((steps - 1) * 0.05e9)
+    assert len(actions) >= steps - realtime['holds'] - 1
+    assert poses and poses[0].header.frame_id == 'world'

@@ -1,7 +1,7 @@
 """Image <-> numpy and JointTrajectory <-> chunk conversions, plus the ROS-free safety logic."""
 
 from cliprt_core.eval.lockstep import Lockstep
-from cliprt_core.safety import (ActionGuard, ActionSafetyConfig, StalenessWatchdog,
+from cliprt_core.safety import (ActionBounds, ActionGuard, ActionSafetyConfig, StalenessWatchdog,
                                 UnsafeActionError)
 import numpy as np
 import pytest
@@ -153,8 +153,7 @@ def test_qos_profiles():
 # --------------------------------------------------------------------------- cliprt_core.safety
 
 def test_action_guard_clips_and_refuses_non_finite():
-    guard = ActionGuard(ActionSafetyConfig(action_low=(-1.0,) * 6 + (-0.5,),
-                                           action_high=(1.0,) * 7))
+    guard = ActionGuard(ActionBounds(action_low=(-1.0,) * 6 + (-0.5,), action_high=(1.0,) * 7))
     chunk = np.zeros((8, 7), np.float32)
     chunk[0, 0], chunk[1, 6] = 3.0, -2.0
     out = guard(chunk)
@@ -170,24 +169,25 @@ def test_action_guard_clips_and_refuses_non_finite():
     assert guard.withheld == 4
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    ({'action_low': (0.0,) * 7, 'action_high': (1.0,) * 6}, 'same length'),
-    ({'action_low': (2.0,) * 7}, 'dimension'),
-    ({'action_high': (float('inf'),) * 7}, 'finite'),
-    ({'stale_image_timeout': float('nan')}, 'finite'),
+@pytest.mark.parametrize('cls, kwargs, match', [
+    ('bounds', {'action_low': (0.0,) * 7, 'action_high': (1.0,) * 6}, 'same length'),
+    ('bounds', {'action_low': (2.0,) * 7}, 'dimension'),
+    ('bounds', {'action_high': (float('inf'),) * 7}, 'finite'),
+    ('safety', {'stale_image_timeout': float('nan')}, 'finite'),
 ])
-def test_safety_config_validation(kwargs, match):
+def test_safety_config_validation(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        ActionSafetyConfig(**kwargs)
+        (ActionBounds if cls == 'bounds' else ActionSafetyConfig)(**kwargs)
 
 
 def test_safety_config_loads_through_the_config_system():
     from cliprt_core.config import ConfigError, from_dict
 
-    cfg = from_dict(ActionSafetyConfig, {'action_low': [-0.5] * 7, 'stale_image_timeout': 1})
-    assert cfg.action_low == (-0.5,) * 7 and cfg.stale_image_timeout == 1.0
+    cfg = from_dict(ActionSafetyConfig, {'bounds': {'action_low': [-0.5] * 7},
+                                         'stale_image_timeout': 1})
+    assert cfg.bounds.action_low == (-0.5,) * 7 and cfg.stale_image_timeout == 1.0
     with pytest.raises(ConfigError, match='unknown'):
-        from_dict(ActionSafetyConfig, {'bounds': 1})
+        from_dict(ActionSafetyConfig, {'action_low': [-0.5] * 7})
 
 
 def test_staleness_watchdog():

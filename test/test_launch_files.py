@@ -21,15 +21,22 @@ pytestmark = pytest.mark.skipif(not rclpy_available(), reason='rclpy wheels not 
 LAUNCH_FILES = {
     'libero_eval.launch.py': {'policy_node', 'libero_bridge_node'},
     'policy.launch.py': {'policy_node'},
+    'robot.launch.py': {'policy_node', 'action_executor'},
 }
-PARAMS_FILES = {'libero_eval.launch.py': 'libero_eval.yaml', 'policy.launch.py': 'policy_node.yaml'}
+PARAMS_FILES = {'libero_eval.launch.py': 'libero_eval.yaml', 'policy.launch.py': 'policy_node.yaml',
+                'robot.launch.py': 'robot.yaml'}
+#: The module of each node executable (setup.py console_scripts).
+NODE_MODULES = {'policy_node': 'policy_node', 'libero_bridge_node': 'libero_bridge_node',
+                'action_executor': 'executor_node'}
 
 
 def _node_config(executable):
+    from cliprt_core.executor import ExecutorConfig
     from cliprt_ros.settings import BRIDGE_EXCLUDED, BridgeConfig, PolicyNodeConfig
 
     return {'policy_node': (PolicyNodeConfig, ()),
-            'libero_bridge_node': (BridgeConfig, BRIDGE_EXCLUDED)}[executable]
+            'libero_bridge_node': (BridgeConfig, BRIDGE_EXCLUDED),
+            'action_executor': (ExecutorConfig, ())}[executable]
 
 
 def _console_scripts():
@@ -65,7 +72,8 @@ def _config_from_section(executable, section):
 
 @pytest.mark.parametrize('filename, nodes', [
     ('policy_node.yaml', ['policy_node']),
-    ('libero_eval.yaml', ['policy_node', 'libero_bridge_node']),
+    ('libero_eval.yaml', ['policy_node', 'libero_bridge_node', 'action_executor']),
+    ('robot.yaml', ['policy_node', 'action_executor']),
 ])
 def test_parameter_files_build_valid_node_configs(filename, nodes):
     from cliprt_core.config import ConfigError
@@ -186,10 +194,11 @@ def test_launch_file_runs_with_user_arguments(filename, monkeypatch):
     for node in nodes:
         executable = node.kwargs['executable']
         assert node.kwargs['package'] == 'cliprt_ros' and node.kwargs['name'] == executable
-        assert scripts[executable] == f'cliprt_ros.{executable}:main'
+        assert scripts[executable] == f'cliprt_ros.{NODE_MODULES[executable]}:main'
         params_file, overrides = node.kwargs['parameters']
         assert params_file == '/tmp/params.yaml'
-        assert overrides == {'checkpoint': 'ours.pt'}  # given; nothing else overrides the file
+        # given; nothing else overrides the file
+        assert overrides == ({} if executable == 'action_executor' else {'checkpoint': 'ours.pt'})
     # every handler stops (or fails) the launch when its node exits
     handlers = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler']
     assert {h.kwargs['target_action'].kwargs['executable'] for h in handlers} == \
@@ -212,6 +221,37 @@ def test_policy_launch_remaps_only_topics_the_node_uses(monkeypatch):
     (node,) = [a for a in actions if type(a).__name__ == 'Node']
     remapped = dict(node.kwargs['remappings'])
     assert remapped['camera/image_raw'] == '/cam/color/image_raw' and set(remapped) <= topics
+
+
+def test_realtime_evaluation_launch_adds_the_executor_on_the_simulated_clock(monkeypatch):
+    _, actions = _run_launch_file('libero_eval.launch.py', monkeypatch, {
+        'mode': 'realtime', 'publish_clock': 'true', 'real_time_factor': '0.25',
+        'aggregation': 'ensemble', 'added_latency': '0.2'})
+    nodes = {a.kwargs['executable']: a for a in actions if type(a).__name__ == 'Node'}
+    assert set(nodes) == {'policy_node', 'libero_bridge_node', 'action_executor'}
+    params = {name: node.kwargs['parameters'][1] for name, node in nodes.items()}
+    assert params['libero_bridge_node'] == {'mode': 'realtime', 'publish_clock': True,
+                                            'real_time_factor': 0.25}
+    assert params['policy_node'] == {'added_latency': 0.2, 'query_mode': 'on_request',
+                                     'use_sim_time': True}
+    assert params['action_executor'] == {'aggregation': 'ensemble', 'use_sim_time': True}
+    handlers = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler']
+    assert len(handlers) == 3
+
+
+def test_robot_launch_wires_camera_policy_executor_and_servo(monkeypatch):
+    _, actions = _run_launch_file('robot.launch.py', monkeypatch, {
+        'image_topic': '/camera/color/image_raw', 'twist_topic': '/servo/cmd',
+        'aggregation': 'ensemble'})
+    nodes = {a.kwargs['executable']: a for a in actions if type(a).__name__ == 'Node'}
+    policy, executor = nodes['policy_node'], nodes['action_executor']
+    assert dict(policy.kwargs['remappings'])['camera/image_raw'] == '/camera/color/image_raw'
+    remapped = dict(executor.kwargs['remappings'])
+    assert remapped['servo_node/delta_twist_cmds'] == '/servo/cmd'
+    assert remapped['gripper_command'] == 'gripper_command'  # the default: no remapping
+    assert executor.kwargs['parameters'][1] == {'aggregation': 'ensemble'}
+    section = _params_section(REPO / 'config' / 'nodes' / 'robot.yaml', 'policy_node')
+    assert section['query_mode'] == 'on_request' and section['image_qos'] == 'sensor_data'
 
 
 def test_launch_files_import_with_the_real_launch_api_when_installed():

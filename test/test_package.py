@@ -19,9 +19,10 @@ import sys
 import pytest
 from ros_utils import colcon_build, colcon_env, installed_env, PKG, REPO
 
-NODES = {'policy_node', 'libero_bridge_node'}
+NODES = {'policy_node', 'libero_bridge_node', 'action_executor'}
 EXEC_DEPENDS = {
     'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'trajectory_msgs', 'std_srvs',
+    'diagnostic_msgs', 'lifecycle_msgs',
     'launch', 'launch_ros', 'python3-numpy', 'python3-yaml', 'python3-h5py', 'python3-tqdm',
     'python3-matplotlib', 'python3-imageio',
 }

@@ -438,3 +438,104 @@ def test_installed_executable_serves_survives_bad_input_and_stops_on_signals(
         driver.destroy()
         for proc in (main, other, broken, typo):
             proc.kill()
+
+
+def _change_state(executor, client_node, node_name, transition):
+    """What ``ros2 lifecycle set <node> <transition>`` does: call ~/change_state."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    client = client_node.create_client(ChangeState, f'{node_name}/change_state')
+    assert spin_until(executor, client.service_is_ready, DISCOVERY_S)
+    request = ChangeState.Request()
+    request.transition.id = getattr(Transition, f'TRANSITION_{transition.upper()}')
+    future = client.call_async(request)
+    assert spin_until(executor, future.done, ANSWER_S)
+    client_node.destroy_client(client)
+    return future.result().success
+
+
+def test_managed_node_answers_only_while_active_and_frees_the_model_on_cleanup(
+        rclpy_context, tiny_policy):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from cliprt_ros.policy_node import PolicyNode
+
+    namespace = unique_namespace()
+    node = PolicyNode(policy=tiny_policy, namespace=namespace, parameter_overrides=[
+        Parameter('autostart', value=False), Parameter('image_qos', value='reliable'),
+        Parameter('warmup', value=False)])
+    driver = Driver(namespace)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(driver.node)
+    name = node.get_fully_qualified_name()
+    try:
+        assert node.policy is None and node.count_subscribers(
+            node.resolve_topic_name('camera/image_raw')) == 0  # unconfigured: no topics yet
+        assert _change_state(executor, driver.node, name, 'configure')
+        assert node.policy is tiny_policy
+        assert spin_until(executor, driver.connected, DISCOVERY_S)
+        _instruct(executor, node, driver)
+        stamp = driver.send_image(random_image(1))
+        assert spin_until(executor, lambda: node.stats['inactive'] == 1, ANSWER_S)
+        assert not driver.answers_to(stamp)  # configured but inactive: nothing published
+        assert _change_state(executor, driver.node, name, 'activate')
+        _ask(executor, driver, random_image(2))
+        assert _change_state(executor, driver.node, name, 'deactivate')
+        stamp = driver.send_image(random_image(3))
+        assert spin_until(executor, lambda: node.stats['inactive'] == 2, ANSWER_S)
+        assert _change_state(executor, driver.node, name, 'cleanup')
+        assert node.policy is None and node.count_subscribers(
+            node.resolve_topic_name('camera/image_raw')) == 0
+        assert not driver.answers_to(stamp) and node.stats['answered'] == 1
+        assert _change_state(executor, driver.node, name, 'configure')  # and back again
+        assert node.policy is tiny_policy
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        driver.destroy()
+
+
+def test_on_request_mode_answers_the_newest_image_per_request_and_reports_diagnostics(
+        make_node):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import Header
+
+    executor, node, driver = make_node(query_mode='on_request')
+    request_pub = driver.node.create_publisher(Header, 'chunk_request', 10)
+    reports = []
+    driver.node.create_subscription(DiagnosticArray, '/diagnostics', reports.append, 10)
+    _instruct(executor, node, driver)
+    first = driver.send_image(random_image(1))
+    assert spin_until(executor, lambda: node.stats['images'] == 1, ANSWER_S)
+    newest = driver.send_image(random_image(2))
+    assert spin_until(executor, lambda: node.stats['images'] == 2, ANSWER_S)
+    spin_for(executor, 0.3)
+    assert not driver.chunks  # images alone are not answered in this mode
+    assert spin_until(executor, lambda: request_pub.get_subscription_count() > 0, DISCOVERY_S)
+    request_pub.publish(Header(stamp=driver.now()))
+    assert spin_until(executor, lambda: driver.answers_to(newest), ANSWER_S)
+    assert not driver.answers_to(first)  # the newest image, not a queue of old ones
+    # A request with no unanswered image waits for the next image.
+    request_pub.publish(Header(stamp=driver.now()))
+    assert spin_until(executor, lambda: node.stats['requests'] == 2, ANSWER_S)
+    spin_for(executor, 0.2)
+    assert len(driver.chunks) == 1
+    later = driver.send_image(random_image(3))
+    assert spin_until(executor, lambda: driver.answers_to(later), ANSWER_S)
+
+    def policy_status():
+        for array in reports:
+            for status in array.status:
+                if status.name.endswith(': policy'):
+                    values = {kv.key: kv.value for kv in status.values}
+                    if values.get('answered') == '2':
+                        return status, values
+        return None
+
+    assert spin_until(executor, policy_status, 5)
+    status, values = policy_status()
+    assert values['state'] == 'active' and values['query_mode'] == 'on_request'
+    assert float(values['query_latency_p50_ms']) > 0 and values['requests'] == '2'

@@ -23,6 +23,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type,
                            help=_help(leaf), **_kind(leaf))
 
 
+def all_but(cls: type, names: Sequence[str]) -> tuple[str, ...]:
+    """Return the ``exclude`` that keeps only the settings ``names`` of ``cls``."""
+    return tuple(name for name in leaves(cls) if name not in names)
+
+
 def given_flags(args: argparse.Namespace, cls: type, exclude: Sequence[str] = ()
                 ) -> dict[str, Any]:
     """``{flat name: value}`` of the flags of ``cls`` that were given on the command line."""

@@ -172,17 +172,19 @@ class Episode:
         self._observation = observation
         return observation
 
-    def apply_chunk(self, chunk: np.ndarray, policy_s: float = 0.0):
+    def apply_chunk(self, chunk: np.ndarray, policy_s: float = 0.0, query: bool = True):
         """
         Execute every action of ``chunk`` (``(k, 7)`` or ``(7,)``) unless the episode ends.
 
         ``policy_s``: time the caller spent producing this chunk (for the timing breakdown).
-        Returns the next observation needing a chunk, or None when the episode is over.
+        ``query``: the chunk is one policy query (False for the single actions of a real-time
+        run, whose caller counts the policy's chunks itself). Returns the next observation
+        needing a chunk, or None when the episode is over.
         """
         if self._state != 'running' or self._observation is None:
             raise RuntimeError('apply_chunk() needs a started, unfinished episode')
         self._timing.policy_s += float(policy_s)
-        self._queries += 1
+        self._queries += int(query)
         self._observation = None
         try:
             actions = self._prepare(chunk)

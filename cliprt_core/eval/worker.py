@@ -88,8 +88,8 @@ class EpisodeHost:
         self._episode = Episode(env, init_index, video=video, **self.episode_options)
         return self._reply(self._episode.start())
 
-    def chunk(self, chunk, policy_s: float = 0.0) -> Reply:
-        return self._reply(self._current().apply_chunk(chunk, policy_s=policy_s))
+    def chunk(self, chunk, policy_s: float = 0.0, query: bool = True) -> Reply:
+        return self._reply(self._current().apply_chunk(chunk, policy_s=policy_s, query=query))
 
     def abort(self, error: str, policy_s: float = 0.0) -> Reply:
         episode = self._current()
