@@ -91,7 +91,7 @@ def summarize(name, records):
 
 
 def report_markdown(rows):
-    """The study's table in Markdown."""
+    """Return the study's table in Markdown."""
     lines = ['| configuration | success | 95% Wilson | mean steps | held steps | chunk latency '
              'p50 (sim) | achieved RTF |', '|---|---:|---|---:|---:|---:|---:|']
     for row in rows:

@@ -472,7 +472,8 @@ class PolicyNode(LifecycleNode):
 
 def main(args=None):
     """Entry point of ``ros2 run cliprt_ros policy_node``; SIGINT/SIGTERM exit cleanly (0)."""
-    return run_node(PolicyNode, NODE_NAME, args=args)
+    return run_node(PolicyNode, NODE_NAME, args=args,
+                    executor_kind=lambda node: node.config.executor)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ import time
 
 from cliprt_core.cli.options import add_config_flags, all_but, given_flags
 from cliprt_core.config import ConfigError
+from cliprt_core.eval.config import CLUSTER_SETTINGS
 from cliprt_ros.spin import spin_until
 
 
@@ -36,7 +37,7 @@ def build_parser():
     """Return the argument parser (the ``cliprt-eval`` flags plus the ROS ones)."""
     from cliprt_core.cli.eval import build_parser as eval_parser
 
-    parser = eval_parser('python -m cliprt_ros.run_eval', __doc__)
+    parser = eval_parser('python -m cliprt_ros.run_eval', __doc__, exclude=CLUSTER_SETTINGS)
     parser.set_defaults(config='demo')
     parser.add_argument('--namespace', default='',
                         help='ROS namespace of both nodes (topics are relative)')
@@ -205,7 +206,7 @@ def main(argv=None):
     if args.results_dir is None and args.config == 'demo':  # like cliprt-demo: a fresh folder
         args.results_dir = os.path.join('demo_results', time.strftime('ros-%Y%m%d-%H%M%S'))
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, exclude=CLUSTER_SETTINGS)
     except (ConfigError, FileNotFoundError) as exc:
         print(f'run_eval: {exc}', file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from typing import Literal
 
 from cliprt_core.actions.space import CONTROL_PERIOD
 from cliprt_core.config import setting
-from cliprt_core.eval.config import EvalConfig
+from cliprt_core.eval.config import CLUSTER_SETTINGS, EvalConfig
 from cliprt_core.inference.settings import PolicySettings
 from cliprt_core.safety import ActionSafetyConfig
 
@@ -107,7 +107,7 @@ class BridgeConfig:
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
 BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed',
-                   'executor', 'ray_address', 'ray_policy_gpus')
+                   *CLUSTER_SETTINGS)
 
 #: action_executor parameters that may change while the node runs (its config is
 #: cliprt_core.executor.ExecutorConfig).

@@ -86,14 +86,15 @@ def spin_until(executor, done=None, period=0.1):
     return bool(done is not None and done())
 
 
-def run_node(create_node, name, spin=None, args=None):
+def run_node(create_node, name, spin=None, args=None, executor_kind=None):
     """
     Run one node as a program: init rclpy, build it, spin it, destroy it; return the exit code.
 
     A node that cannot start logs one fatal line: exit code 2 for a user error (bad parameter,
     checkpoint, results folder: a ``ValueError``), 1 otherwise. SIGINT / SIGTERM give 0.
     ``spin(executor, node)`` returns the exit code; by default the node spins until ROS shuts
-    down. The executor is the node's ``config.executor`` setting when it has one, else single.
+    down. ``executor_kind(node)`` names the node's executor (:data:`EXECUTORS`; default
+    single).
     """
     init(args)
     node = None
@@ -107,7 +108,7 @@ def run_node(create_node, name, spin=None, args=None):
             reason = str(exc) if user_error else f'{type(exc).__name__}: {exc}'
             get_logger(name).fatal(f'cannot start: {reason}')
             return 2 if user_error else 1
-        executor = make_executor(getattr(getattr(node, 'config', None), 'executor', 'single'))
+        executor = make_executor(executor_kind(node) if executor_kind else 'single')
         executor.add_node(node)
         if spin is None:
             spin_until(executor)

@@ -28,13 +28,18 @@ from cliprt_core.signals import exit_code, StopRequest
 # module (this file, when run as cliprt-eval); torch and the results code load inside main().
 
 
-def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
-                 ) -> argparse.ArgumentParser:
-    """Build the parser: ``--config``, one flag per EvalConfig setting, ``--summary-only``."""
+def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__,
+                 exclude: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """
+    Build the parser: ``--config``, one flag per EvalConfig setting, ``--summary-only``.
+
+    ``exclude``: EvalConfig settings without a flag (e.g. ``CLUSTER_SETTINGS`` for a front end
+    that runs one simulator).
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', help='eval config: a name under config/eval/ or a YAML path')
-    add_config_flags(parser, EvalConfig)
+    add_config_flags(parser, EvalConfig, exclude)
     parser.add_argument('--summary-only', action='store_true',
                         help='only rewrite summary.json, results.md, success.png from '
                         'episodes.jsonl')
@@ -43,9 +48,9 @@ def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
+def config_from_args(args: argparse.Namespace, exclude: Sequence[str] = ()) -> EvalConfig:
     """Return the config file (if any), then the flags, then ``key=value`` overrides."""
-    return load_eval_config(args.config, given_flags(args, EvalConfig), args.overrides)
+    return load_eval_config(args.config, given_flags(args, EvalConfig, exclude), args.overrides)
 
 
 def load_policy(config: EvalConfig, prog: str = 'cliprt-eval'):

@@ -161,6 +161,11 @@ class EvalConfig:
                 'binarize_gripper': self.binarize_gripper}
 
 
+#: Settings of the executor the env workers run on (the runner's); a single-simulator front end
+#: (cliprt-demo, the ROS bridge and run_eval) does not take them.
+CLUSTER_SETTINGS = ('executor', 'ray_address', 'ray_policy_gpus')
+
+
 def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] | None = None,
                      overrides: Sequence[str] = ()) -> EvalConfig:
     """

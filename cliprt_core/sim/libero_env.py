@@ -21,7 +21,7 @@ from pathlib import Path
 import random
 
 from cliprt_core.orientation import libero_to_upright
-from cliprt_core.sim import protocol
+from cliprt_core.sim import model_cache, protocol
 from cliprt_core.sim.libero_setup import import_libero
 import numpy as np
 
@@ -100,7 +100,7 @@ class LiberoTaskEnv:
                  seed: int = protocol.GLOBAL_SEED, wrist_camera: bool = False,
                  horizon: int | None = None,
                  num_dummy_steps: int = protocol.NUM_DUMMY_STEPS,
-                 fast_settle: bool = True) -> None:
+                 fast_settle: bool = True, cache_model: bool = True) -> None:
         self.suite = protocol.check_suite(suite)
         n_tasks = protocol.NUM_TASKS[suite]
         if not 0 <= int(task_id) < n_tasks:
@@ -136,6 +136,10 @@ class LiberoTaskEnv:
         self._env = libero.OffScreenRenderEnv(
             bddl_file_name=str(self.bddl_file), camera_heights=self.camera_size,
             camera_widths=self.camera_size, camera_names=cameras)
+        #: Later hard resets copy the compiled MuJoCo model instead of recompiling it (bit-
+        #: identical; :mod:`cliprt_core.sim.model_cache`); None when disabled or unsupported.
+        self.model_cache = (model_cache.install(getattr(self._env, 'env', None))
+                            if cache_model else None)
         #: The sentence in the BDDL file (not what policies are given).
         self.bddl_language: str = self._env.language_instruction
         self._env.seed(0)  # protocol; every reset reseeds per episode anyway
