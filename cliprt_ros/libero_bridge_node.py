@@ -37,9 +37,10 @@ import sys
 import time
 
 from cliprt_core.actions.space import CONTROL_PERIOD
-from cliprt_core.eval import EpisodeHost, failure_record, report, ResultsDir
+from cliprt_core.eval import EpisodeHost, failure_record, ResultsDir
 from cliprt_core.eval.lockstep import Lockstep
 from cliprt_core.eval.realtime import ActionLatch, Pacer, RealtimeStats
+from cliprt_core.eval.report import report
 from cliprt_ros import conversions
 from cliprt_ros.parameters import declare_config, read_config
 from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos

@@ -42,8 +42,9 @@ class RaySession:
     def __enter__(self) -> 'RaySession':
         ray = import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=False,
-                     configure_logging=False)
+            options = {} if self.address else {'include_dashboard': False}  # local: no dashboard
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False,
+                     **options)
             self.started = True
         return self
 
