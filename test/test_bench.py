@@ -190,14 +190,14 @@ def test_sim_benchmark_runs_the_real_evaluation(capsys):
 
     if not libero_available():
         pytest.skip("LIBERO is not installed")
-    assert bench_cli.main(["sim", "--workers", "1", "--episodes", "1", "--max-steps", "9",
+    assert bench_cli.main(["sim", "--workers", "1", "--episodes", "1", "--max-steps", "2",
                            "--camera-size", "64"]) == 0
     out, err = capsys.readouterr()
     old, new = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert (old["render"], new["render"]) == ("every_step", "consumed")
     for row in (old, new):
         assert row["workers"] == 1 and row["episodes"] == 1 and row["errors"] == 0
-        assert 0 < row["policy_steps"] <= 9 and row["env_steps_per_s"] > 0
+        assert 0 < row["policy_steps"] <= 2 and row["env_steps_per_s"] > 0
         assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.01)
     assert new["same_results"] is True and new["speedup"] > 0  # both paths, same episodes
     assert "env st/s" in err

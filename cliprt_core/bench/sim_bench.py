@@ -9,9 +9,9 @@ are the simulator's) on a few episodes, once per worker count, and reports:
 - the same for policy steps only, and the ratio to 1 worker,
 - where the time of one episode goes: reset (incl. settle), simulator steps, policy queries.
 
-Each worker count runs both render paths side by side: ``every_step`` (every camera at every
-simulator step, the path before issue 14) and ``consumed`` (only the frames a query uses, the
-default); ``same_results`` says whether their episodes ended in identical MuJoCo states.
+Each worker count runs both paths side by side: ``every_step`` (the path before issue 14: every
+camera at every simulator step, the MuJoCo model recompiled at every reset) and ``consumed``
+(the default: only the frames a query uses, the compiled model copied); ``same_results`` says whether their episodes ended in identical MuJoCo states.
 ``--executors process ray`` adds the same runs with the env workers as actors of a local Ray
 instance (started once, outside the timed runs).
 """
@@ -97,6 +97,7 @@ def run_sim_benchmark(policy: Any, workers: Sequence[int] = (1, 2), *,
                                 max_steps=max_steps, camera_size=camera_size,
                                 wrist_camera=wrist_camera, progress=False, executor=executor,
                                 render_all_steps=path == 'every_step',
+                                cache_model=path != 'every_step',
                                 results_dir=str(Path(tmp) / f'{executor}{count}-{path}'))
             row = measure(policy, count, config)
             row['executor'] = executor

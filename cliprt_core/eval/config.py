@@ -56,6 +56,9 @@ class EvalConfig:
                                      'path before issue 14; same results, ~4x slower: for '
                                      'benchmarks). Default: only the frames a query or video '
                                      'uses')
+    cache_model: bool = setting(True, 'hard resets copy the compiled MuJoCo model instead of '
+                                'recompiling it (bit-identical, ~2 s less per episode); false = '
+                                'recompile every episode (the path before issue 14)')
     video: bool = setting(False, 'write an MP4 per episode under <results_dir>/videos')
     results_dir: str | None = setting(None, 'results folder (reused = resumed); empty = '
                                       'eval_results/<policy>')
@@ -145,7 +148,8 @@ class EvalConfig:
             threads = None
         return LiberoEnvFactory(camera_size=self.camera_size, seed=self.seed,
                                 wrist_camera=self.wrist_camera,
-                                num_dummy_steps=self.num_dummy_steps, render_threads=threads)
+                                num_dummy_steps=self.num_dummy_steps, render_threads=threads,
+                                cache_model=self.cache_model)
 
     def run_settings(self) -> dict[str, Any]:
         """Return the protocol settings plus the selection: the common part of ``run.json``."""

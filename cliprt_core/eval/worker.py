@@ -41,6 +41,7 @@ class LiberoEnvFactory:
     wrist_camera: bool = False
     num_dummy_steps: int = protocol.NUM_DUMMY_STEPS
     render_threads: int | None = None
+    cache_model: bool = True
 
     def __call__(self, suite: str, task_id: int):
         from cliprt_core.sim import LiberoTaskEnv
@@ -49,7 +50,8 @@ class LiberoEnvFactory:
             os.environ.setdefault('LP_NUM_THREADS', str(self.render_threads))
         return LiberoTaskEnv(suite, task_id, camera_size=self.camera_size, seed=self.seed,
                              wrist_camera=self.wrist_camera,
-                             num_dummy_steps=self.num_dummy_steps)
+                             num_dummy_steps=self.num_dummy_steps,
+                             cache_model=self.cache_model)
 
 
 def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = '') -> dict:
