@@ -12,8 +12,9 @@ are the simulator's) on a few episodes, once per worker count, and reports:
 Each worker count runs both paths side by side: ``every_step`` (the path before issue 14: every
 camera at every simulator step, the MuJoCo model recompiled at every reset) and ``consumed``
 (the default: only the frames a query uses, the compiled model copied); ``same_results`` says
-whether their episodes ended in identical MuJoCo states. ``--executors process ray`` adds the same runs with the env workers as actors of a local Ray
-instance (started once, outside the timed runs).
+whether their episodes ended in identical MuJoCo states. ``--executors process ray`` adds the
+same runs with the env workers as actors of a local Ray instance (started once, outside the
+timed runs).
 """
 from __future__ import annotations
 
