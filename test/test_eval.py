@@ -357,7 +357,8 @@ def test_eval_config_selection_and_validation():
     assert held_out.run_settings()["first_episode"] == 40
     for bad in ({"episodes": 51}, {"suite": "libero_100"}, {"tasks": "0-10"},
                 {"first_episode": 41, "episodes": 10}, {"first_episode": -1},
-                {"tasks": "a-b"}, {"workers": 0}, {"max_stpes": 3}):
+                {"tasks": "a-b"}, {"workers": 0}, {"max_stpes": 3}, {"executor": "dask"},
+                {"ray_address": "auto"}, {"executor": "ray", "ray_policy_gpus": -1}):
         with pytest.raises(ConfigError):
             load_config(EvalConfig, bad)
 

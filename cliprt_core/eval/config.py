@@ -82,6 +82,8 @@ class EvalConfig:
             raise ConfigError(f'workers: must be >= 1, got {self.workers}')
         if self.ray_policy_gpus < 0:
             raise ConfigError(f'ray_policy_gpus: must be >= 0, got {self.ray_policy_gpus}')
+        if self.executor != 'ray' and (self.ray_address or self.ray_policy_gpus):
+            raise ConfigError('ray_address and ray_policy_gpus need executor: ray')
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f'max_steps: must be >= 1, got {self.max_steps}')
         if self.camera_size < 8:
