@@ -145,7 +145,8 @@ class LiberoBridgeNode(Node):
         self.get_logger().info(
             f'{len(self.todo)} of {len(self.wanted)} episodes to run '
             f'({len(self.wanted) - len(self.todo)} already in {self.results.episodes_path}); '
-            f'{bridge.mode}; waiting for a policy on {self.resolve_topic_name("camera/image_raw")}'
+            f'{bridge.mode}; waiting for a policy node on '
+            f'{self.resolve_topic_name("camera/image_raw")}'
             f' -> {self.resolve_topic_name(self.action_topic)}')
 
     # --- callbacks -------------------------------------------------------------------------------
