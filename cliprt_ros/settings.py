@@ -48,6 +48,9 @@ class PolicyNodeConfig:
                                    'clock) to emulate a slower model')
     autostart: bool = setting(True, 'configure and activate at start-up; false = wait for '
                               'lifecycle transitions (ros2 lifecycle set <node> configure)')
+    robots: str = setting('', 'serve several robots: comma-separated namespaces (env0,env1 -> '
+                          'env0/camera/image_raw ...), all pending images answered in one batch; '
+                          "'' = one robot on the node's own topics")
 
     def __post_init__(self):
         """Reject a non-positive control period and a negative added latency."""
@@ -57,6 +60,12 @@ class PolicyNodeConfig:
             raise ConfigError(f'control_period must be > 0, got {self.control_period}')
         if not self.added_latency >= 0:
             raise ConfigError(f'added_latency must be >= 0, got {self.added_latency}')
+        from cliprt_ros.robot_port import parse_robots
+
+        try:
+            parse_robots(self.robots)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 #: Parameters that may change while the node runs.
