@@ -114,12 +114,12 @@ class PolicyNode(LifecycleNode):
 
     @property
     def instruction(self):
-        """The accepted instruction of the (first) robot."""
+        """Return the accepted instruction of the (first) robot."""
         return self.ports[0].instruction
 
     @property
     def watchdog(self):
-        """The staleness watchdog of the (first) robot."""
+        """Return the staleness watchdog of the (first) robot."""
         return self.ports[0].watchdog
 
     def on_activate(self, state):

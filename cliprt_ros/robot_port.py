@@ -48,11 +48,11 @@ class RobotPort:
         self.camera_topic = ''
 
     def topic(self, name: str) -> str:
-        """The topic ``name`` of this robot (relative unless the namespace is absolute)."""
+        """Return the topic ``name`` of this robot (relative unless the namespace is absolute)."""
         return f'{self.namespace.rstrip("/")}/{name}' if self.namespace else name
 
     def label(self) -> str:
-        """Prefix for log lines: '' for the single robot, '[env0] ' otherwise."""
+        """Return the prefix of log lines: empty for the single robot, [env0] otherwise."""
         return f'[{self.namespace}] ' if self.namespace else ''
 
     def take(self, query_mode: str, now: float):
