@@ -104,7 +104,8 @@ class LiberoBridgeNode(Node):
         self.results.check_run(config.protocol_settings())
         self.wanted = config.episode_keys()
         done = self.results.done_episodes()
-        self.todo = deque(key for key in self.wanted if key not in done)
+        # A shard runs its share; the summary still expects the whole list (one folder).
+        self.todo = deque(key for key in bridge.shard_of(self.wanted) if key not in done)
         self.host = EpisodeHost(env_factory or config.env_factory(), config.episode_options())
         self.lockstep = Lockstep(timeout=bridge.chunk_timeout)
         self.finished_now = []
@@ -144,7 +145,8 @@ class LiberoBridgeNode(Node):
         self.create_timer(0.02, self._on_tick)
         self.get_logger().info(
             f'{len(self.todo)} of {len(self.wanted)} episodes to run '
-            f'({len(self.wanted) - len(self.todo)} already in {self.results.episodes_path}); '
+            f'{"(shard " + bridge.shard + ") " if bridge.shard else ""}'
+            f'({len(done & set(self.wanted))} already in {self.results.episodes_path}); '
             f'{bridge.mode}; waiting for a policy node on '
             f'{self.resolve_topic_name("camera/image_raw")}'
             f' -> {self.resolve_topic_name(self.action_topic)}')

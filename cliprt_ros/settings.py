@@ -100,6 +100,9 @@ class BridgeConfig:
                                   'the other nodes with use_sim_time:=true)')
     camera_period: float = setting(CONTROL_PERIOD, 'realtime: simulated seconds between '
                                    'published observations (a multiple of the control period)')
+    shard: str = setting('', "run a share of the episodes: 'i/n' = every n-th episode of the "
+                         "list, starting at the i-th (0-based; n bridges with one results folder); "
+                         "'' = all")
 
     def __post_init__(self):
         """Reject a non-positive real-time factor or camera period."""
@@ -108,9 +111,25 @@ class BridgeConfig:
         for name in ('real_time_factor', 'camera_period'):
             if not getattr(self, name) > 0:
                 raise ConfigError(f'{name} must be > 0, got {getattr(self, name)}')
+        self.shard_of([])  # validates the shard
         if self.mode == 'realtime' and self.real_time_factor != 1 and not self.publish_clock:
             raise ConfigError('real_time_factor != 1 needs publish_clock: true (and '
                               'use_sim_time: true in the policy node and the executor)')
+
+
+    def shard_of(self, keys: list) -> list:
+        """Return this bridge's share of the episode ``keys`` (all of them without a shard)."""
+        from cliprt_core.config import ConfigError
+
+        if not self.shard:
+            return list(keys)
+        try:
+            index, count = (int(part) for part in self.shard.split('/'))
+        except ValueError:
+            index = count = -1
+        if not 0 <= index < count:
+            raise ConfigError(f"shard must be 'i/n' with 0 <= i < n, got {self.shard!r}")
+        return list(keys)[index::count]
 
 
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
