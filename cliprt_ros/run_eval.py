@@ -71,11 +71,6 @@ def _positive(text):
     return value
 
 
-def env_namespaces(num_envs):
-    """Return the bridges' namespaces (relative to the run's): env0 .. env<N-1>."""
-    return [f'env{index}' for index in range(num_envs)]
-
-
 def _runtime_flags():
     """Return the node settings run_eval exposes as flags (real-time evaluation)."""
     from cliprt_core.executor import ExecutorConfig
@@ -113,6 +108,7 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     from cliprt_core.eval import EvalConfig
     from cliprt_core.inference import PolicySettings
     from cliprt_core.paths import config_dir
+    from cliprt_ros.launch_support import env_namespaces
     from cliprt_ros.libero_bridge_node import LiberoBridgeNode
     from cliprt_ros.parameters import config_to_parameters
     from cliprt_ros.policy_node import PolicyNode

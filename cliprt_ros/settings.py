@@ -100,9 +100,9 @@ class BridgeConfig:
                                   'the other nodes with use_sim_time:=true)')
     camera_period: float = setting(CONTROL_PERIOD, 'realtime: simulated seconds between '
                                    'published observations (a multiple of the control period)')
-    shard: str = setting('', "run a share of the episodes: 'i/n' = every n-th episode of the "
-                         "list, starting at the i-th (0-based; n bridges with one results folder); "
-                         "'' = all")
+    shard: str = setting('', 'run a share of the episodes: i/n = every n-th episode of the '
+                         'list, starting at the i-th (0-based; n bridges, one results folder); '
+                         'empty = all')
 
     def __post_init__(self):
         """Reject a non-positive real-time factor or camera period."""
@@ -115,7 +115,6 @@ class BridgeConfig:
         if self.mode == 'realtime' and self.real_time_factor != 1 and not self.publish_clock:
             raise ConfigError('real_time_factor != 1 needs publish_clock: true (and '
                               'use_sim_time: true in the policy node and the executor)')
-
 
     def shard_of(self, keys: list) -> list:
         """Return this bridge's share of the episode ``keys`` (all of them without a shard)."""
