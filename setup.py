@@ -71,6 +71,8 @@ setup(
         # Never installed by default: TensorRT wheels download from NVIDIA and need a GPU.
         'tensorrt': ['tensorrt>=10,<12'],
         'gpu': ['tensorrt>=10,<12'],
+        # cliprt-eval --executor ray (lazy import; +~250 MB, so not a default dependency).
+        'ray': ['ray==2.60.0'],
     },
     zip_safe=True,
     entry_points={

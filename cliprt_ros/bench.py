@@ -10,14 +10,18 @@ Measures per query, on the same machine and run, with 256x256 RGB images and the
    in the same process, each node on its own executor thread (``python -m cliprt_ros.run_eval``);
 3. ``ros-1proc-mte``: the same with one rclpy ``MultiThreadedExecutor`` for both nodes
    (``run_eval --executor multi``; slow in rclpy 7.1, ros2/rclpy#1452);
-4. ``ros-2proc``: the policy node in its own process (what the launch file runs).
+4. ``ros-2proc``: the policy node in its own process (what the launch file runs);
+
+and ``-events`` variants of 2 and 4 where every node (client and policy node) spins an
+``rclpy.experimental.EventsExecutor`` instead of a ``SingleThreadedExecutor``.
 
 Overhead = ROS p50 - in-process p50 (ms), and their ratio, against ``act()`` timed in the
 same run on the thread that serves the ROS queries (``ros-2proc``: interleaved with the round
-trips). Each mode runs in a fresh process: torch on CPU is ~3x slower per query on any thread
-but the first one that ran it (one OpenMP team per thread), which is why policy_node keeps all
-model work on one thread. DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``)
-in a private domain.
+trips, so ``overhead_p50_ms`` / ``overhead_p99_ms`` are percentiles of the per-query
+differences round trip - act()). Each mode runs in a fresh process: torch on CPU is ~3x
+slower per query on any thread but the first one that ran it (one OpenMP team per thread),
+which is why policy_node keeps all model work on one thread. DDS stays on this machine
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) in a private domain.
 
     python -m cliprt_ros.bench --queries 200 --size 256
     python -m cliprt_ros.bench --modes ros-1proc ros-2proc --json bench_ros.json
@@ -35,7 +39,8 @@ import threading
 import time
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the folder that holds cliprt_ros
-MODES = ('in-process', 'ros-1proc', 'ros-1proc-mte', 'ros-2proc')
+MODES = ('in-process', 'ros-1proc', 'ros-1proc-events', 'ros-1proc-mte', 'ros-2proc',
+         'ros-2proc-events')
 INSTRUCTION = 'put the black bowl on the plate'
 
 
@@ -110,17 +115,17 @@ class _Client:
 def bench_ros(images, mode, model_config='cliprt-tiny'):
     """Return ``(in-process act() times, round-trip times)`` in seconds for ``mode``."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from std_msgs.msg import String
 
     from cliprt_ros.policy_node import PolicyNode
-    from cliprt_ros.spin import spin_until
+    from cliprt_ros.spin import make_executor, shutdown_executor, spin_until
 
     namespace = f'/bench_ros_{os.getpid()}'
+    kind = 'events' if mode.endswith('-events') else 'single'
     params = {'image_qos': 'reliable', 'stale_image_timeout': 0.0, 'model_config': model_config,
-              'device': 'cpu'}
-    separate = mode == 'ros-2proc'
+              'device': 'cpu', 'executor': kind}
+    separate = mode.startswith('ros-2proc')
     process = policy_node = None
     executors, spinners = [], []
     rclpy.init()
@@ -142,12 +147,12 @@ def bench_ros(images, mode, model_config='cliprt-tiny'):
         client = _Client(namespace)
         nodes = [n for n in (policy_node, client.node) if n is not None]
         if mode == 'ros-1proc-mte':
-            executors.append(MultiThreadedExecutor(num_threads=4))
+            executors.append(make_executor('multi'))
             for node in nodes:
                 executors[0].add_node(node)
         else:
             for node in nodes:
-                executors.append(SingleThreadedExecutor())
+                executors.append(make_executor(kind))
                 executors[-1].add_node(node)
         for executor in executors:
             spinners.append(threading.Thread(target=spin_until, args=(executor,), daemon=True))
@@ -189,10 +194,7 @@ def bench_ros(images, mode, model_config='cliprt-tiny'):
         for spinner in spinners:
             spinner.join(timeout=10)
         for executor in executors:
-            pool = getattr(executor, '_executor', None)  # rclpy 7.x MultiThreadedExecutor
-            if pool is not None:
-                pool.shutdown(wait=True)
-            executor.shutdown()
+            shutdown_executor(executor)
         if policy_node is not None:
             policy_node.destroy_node()
         if process is not None:
@@ -251,18 +253,23 @@ def main(argv=None):
         result['in_process_p50_ms'] = base['p50_ms']
         result['overhead_ms'] = round(result['p50_ms'] - base['p50_ms'], 3)
         result['ratio'] = round(result['p50_ms'] / base['p50_ms'], 2)
+        # per-query overhead (paired by image: interleaved in ros-2proc*, same order otherwise)
+        overhead = latency_stats(np.asarray(remote) - np.asarray(local))
+        result['overhead_p50_ms'] = overhead['p50_ms']
+        result['overhead_p99_ms'] = overhead['p99_ms']
         results[mode] = result
     if args.quiet:
         print(json.dumps(results))
         return 0
-    print(f'{"mode":<14} {"p50 ms":>10} {"mean ms":>9} {"p90 ms":>8} {"act() ms":>9} '
-          f'{"overhead ms":>12} {"ratio":>6}')
+    print(f'{"mode":<17} {"p50 ms":>8} {"p90 ms":>8} {"p99 ms":>8} {"act() ms":>9} '
+          f'{"overhead p50":>13} {"overhead p99":>13} {"ratio":>6}')
     for mode in MODES:
         if mode in results:
             r = results[mode]
-            print(f'{mode:<14} {r["p50_ms"]:>10.2f} {r["mean_ms"]:>9.2f} {r["p90_ms"]:>8.2f} '
+            print(f'{mode:<17} {r["p50_ms"]:>8.2f} {r["p90_ms"]:>8.2f} {r["p99_ms"]:>8.2f} '
                   f'{r.get("in_process_p50_ms", r["p50_ms"]):>9.2f} '
-                  f'{r.get("overhead_ms", 0.0):>12.2f} {r.get("ratio", 1.0):>6.2f}')
+                  f'{r.get("overhead_p50_ms", 0.0):>13.2f} '
+                  f'{r.get("overhead_p99_ms", 0.0):>13.2f} {r.get("ratio", 1.0):>6.2f}')
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

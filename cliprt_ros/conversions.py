@@ -5,7 +5,13 @@ Images: ``sensor_msgs/Image`` in rgb8, bgr8, rgba8, bgra8 or mono8 (row ``step``
 handled) <-> upright ``HxWx3`` uint8 RGB arrays. Action chunks: ``(T, 7)`` float arrays <->
 ``trajectory_msgs/JointTrajectory`` with the joint names of :data:`ACTION_JOINT_NAMES`, one point
 per chunk step and ``time_from_start`` at multiples of the control period.
+
+The hot path copies as little as rclpy allows: an outgoing image is one copy from the numpy
+buffer into the message's ``array('B')`` (no intermediate ``bytes``), an incoming rgb8 image is
+a zero-copy numpy view of the message's buffer (bgr8 / mono8 / rgba8 / padded rows need one).
 """
+
+import array
 
 from builtin_interfaces.msg import Duration, Time
 from cliprt_core.actions.space import ACTION_NAMES
@@ -22,7 +28,7 @@ class ConversionError(ValueError):
 
 
 def image_to_rgb(msg):
-    """Return an ``HxWx3`` uint8 RGB copy of a ``sensor_msgs/Image``."""
+    """Return an ``HxWx3`` uint8 RGB array of a ``sensor_msgs/Image`` (rgb8: a view of it)."""
     channels = ENCODING_CHANNELS.get(msg.encoding)
     if channels is None:
         raise ConversionError(f'unsupported image encoding {msg.encoding!r}; expected one of '
@@ -64,7 +70,9 @@ def rgb_to_image(rgb, stamp=None, frame_id='', encoding='rgb8'):
     pixels = np.ascontiguousarray(pixels)
     msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
                 is_bigendian=0, step=pixels.shape[1] * pixels.shape[2])
-    msg.data = pixels.tobytes()
+    data = array.array('B')
+    data.frombytes(pixels)  # one copy from the numpy buffer (tobytes() would add another)
+    msg.data = data
     if stamp is not None:
         msg.header.stamp = stamp
     msg.header.frame_id = frame_id
@@ -85,7 +93,8 @@ def chunk_to_trajectory(actions, stamp, frame_id, period):
     msg.joint_names = list(ACTION_JOINT_NAMES)
     for step, row in enumerate(actions, start=1):
         msg.points.append(JointTrajectoryPoint(
-            positions=row.tolist(), time_from_start=seconds_to_duration(step * period)))
+            positions=array.array('d', row.tobytes()),
+            time_from_start=seconds_to_duration(step * period)))
     return msg
 
 

@@ -110,6 +110,25 @@ def recorder_overrides(configurations):
     return overrides
 
 
+def env_namespaces(num_envs):
+    """Return the namespaces of N simulators (relative to the run's): env0 .. env<N-1>."""
+    return [f'env{index}' for index in range(num_envs)]
+
+
+def num_envs_of(configurations):
+    """Return the ``num_envs`` launch argument (1 when not given); ConfigError if invalid."""
+    text = configurations.get('num_envs', NOT_GIVEN)
+    if text == NOT_GIVEN:
+        return 1
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f'launch argument num_envs:={text!r}: must be an integer >= 1')
+    return count
+
+
 def exit_failure(name, returncode):
     """Why the launch must fail after node ``name`` exited with ``returncode`` (None if fine)."""
     if returncode in (0, None):

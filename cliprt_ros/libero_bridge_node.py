@@ -37,9 +37,10 @@ import sys
 import time
 
 from cliprt_core.actions.space import CONTROL_PERIOD
-from cliprt_core.eval import EpisodeHost, failure_record, report, ResultsDir
+from cliprt_core.eval import EpisodeHost, failure_record, ResultsDir
 from cliprt_core.eval.lockstep import Lockstep
 from cliprt_core.eval.realtime import ActionLatch, Pacer, RealtimeStats
+from cliprt_core.eval.report import report
 from cliprt_ros import conversions
 from cliprt_ros.parameters import declare_config, read_config
 from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos
@@ -103,7 +104,8 @@ class LiberoBridgeNode(Node):
         self.results.check_run(config.protocol_settings())
         self.wanted = config.episode_keys()
         done = self.results.done_episodes()
-        self.todo = deque(key for key in self.wanted if key not in done)
+        # A shard runs its share; the summary still expects the whole list (one folder).
+        self.todo = deque(key for key in bridge.shard_of(self.wanted) if key not in done)
         self.host = EpisodeHost(env_factory or config.env_factory(), config.episode_options())
         self.lockstep = Lockstep(timeout=bridge.chunk_timeout)
         self.finished_now = []
@@ -143,7 +145,8 @@ class LiberoBridgeNode(Node):
         self.create_timer(0.02, self._on_tick)
         self.get_logger().info(
             f'{len(self.todo)} of {len(self.wanted)} episodes to run '
-            f'({len(self.wanted) - len(self.todo)} already in {self.results.episodes_path}); '
+            f'{"(shard " + bridge.shard + ") " if bridge.shard else ""}'
+            f'({len(done & set(self.wanted))} already in {self.results.episodes_path}); '
             f'{bridge.mode}; waiting for a policy node on '
             f'{self.resolve_topic_name("camera/image_raw")}'
             f' -> {self.resolve_topic_name(self.action_topic)}')

@@ -16,6 +16,15 @@ Topics (relative names, so namespaces and remapping work):
 * ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) - once per second: query latency
   p50/p99, answered / dropped / withheld, answer rate, image age, lifecycle state.
 
+Many robots (``robots: env0,env1``): the topics above except ``~/enable`` and ``/diagnostics``
+exist once per robot under its namespace (``env0/camera/image_raw``, ``env0/action_chunk`` ...),
+each robot with its own instruction, staleness watchdog and request flag
+(:class:`cliprt_ros.robot_port.RobotPort`). The pending images of all robots are answered in
+ONE ``policy.act_batch`` forward; each chunk is checked (bounds, staleness) and published on its
+own robot's topic. An image that arrives while the model is busy waits for the next batch, unless
+its robot's previous image is in the running batch (then it is dropped and counted, as for one
+robot: never queued behind its own query).
+
 A managed (lifecycle) node: ``configure`` loads the model and creates the topics, ``activate``
 starts answering, ``deactivate`` stops, ``cleanup`` frees the model. With ``autostart`` (the
 default) it configures and activates itself at start-up; ``autostart:=false`` waits for
@@ -33,10 +42,11 @@ import threading
 import time
 
 from cliprt_core.runtime_stats import RollingWindow
-from cliprt_core.safety import ActionGuard, StalenessWatchdog, UnsafeActionError
+from cliprt_core.safety import ActionGuard, UnsafeActionError
 from cliprt_ros import conversions, diagnostics
 from cliprt_ros.parameters import declare_config, read_config
 from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos, silent_qos_events
+from cliprt_ros.robot_port import parse_robots, RobotPort, STAT_KEYS
 from cliprt_ros.settings import POLICY_NODE_DYNAMIC, PolicyNodeConfig
 from cliprt_ros.spin import run_node
 from rcl_interfaces.msg import SetParametersResult
@@ -72,9 +82,9 @@ class PolicyNode(LifecycleNode):
         self._cond = threading.Condition()
         self._busy = False
         self._io = []  # subscriptions, publishers, services and timers made by configure
-        self.stats = dict.fromkeys(('images', 'answered', 'dropped_busy', 'rejected', 'withheld',
-                                    'disabled', 'no_instruction', 'instructions', 'inactive',
-                                    'requests'), 0)
+        self.stats = dict.fromkeys(STAT_KEYS, 0)  # summed over the robots
+        self.ports = [RobotPort('', self.config.safety.stale_image_timeout)]
+        self.batch_sizes = RollingWindow()  # images per model forward
         self.query_latency = RollingWindow()  # seconds of model time per answered query
         self.image_age = RollingWindow()  # seconds from the image stamp to the published chunk
         self.last_reason = None
@@ -102,12 +112,24 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
+    @property
+    def instruction(self):
+        """Return the accepted instruction of the (first) robot."""
+        return self.ports[0].instruction
+
+    @property
+    def watchdog(self):
+        """Return the staleness watchdog of the (first) robot."""
+        return self.ports[0].watchdog
+
     def on_activate(self, state):
         """Start answering images."""
         self.active = True
-        self.watchdog.reset()
-        self._last_image = time.monotonic()
-        self.get_logger().info(f'ready: active, answering images on {self._camera_topic} '
+        for port in self.ports:
+            port.watchdog.reset()
+            port.last_image = time.monotonic()
+        topics = ', '.join(port.camera_topic for port in self.ports)
+        self.get_logger().info(f'ready: active, answering images on {topics} '
                                f'({self.config.query_mode})')
         return TransitionCallbackReturn.SUCCESS
 
@@ -131,46 +153,52 @@ class PolicyNode(LifecycleNode):
     def _configure(self):
         self.config = config = read_config(self, PolicyNodeConfig)
         self.guard = ActionGuard(config.safety.bounds)
-        self.watchdog = StalenessWatchdog(config.safety.stale_image_timeout)
         self.frame_id = config.action_frame_id
         self.period = config.control_period
         self.enabled = config.enabled
-        self.instruction = None  # set once an instruction has been accepted by the policy
-        self._instruction_text = None  # the last instruction message seen
-        self._latest = None  # (rgb, stamp msg, stamp s) of the newest fresh unanswered image
-        self._request_pending = False
-        self._last_image = time.monotonic()
+        self.ports = [RobotPort(namespace, config.safety.stale_image_timeout)
+                      for namespace in (parse_robots(config.robots) or ('',))]
         self._set_policy(self._given_policy)
-
-        # Instruction first: with both ready, the executor handles it before an image. The
-        # volatile subscription matches every publisher (ros2 topic pub); the transient-local
-        # one gets a latched instruction published before this node started (its QoS mismatch
-        # with volatile publishers is expected, so that event is not logged).
-        self._io = [
-            self.create_subscription(String, 'instruction', self._on_instruction,
-                                     reliable_qos(10)),
-            self.create_subscription(String, 'instruction', self._on_instruction, latched_qos(),
-                                     event_callbacks=silent_qos_events()),
-            self.create_subscription(Image, 'camera/image_raw', self._on_image,
-                                     qos_by_name(config.image_qos, 1)),
-            self.create_subscription(Header, 'chunk_request', self._on_request,
-                                     reliable_qos(10)),
-            self.create_service(SetBool, '~/enable', self._on_enable),
-            self.create_timer(0.1, self._on_watchdog),
-        ]
-        self.chunk_pub = self.create_publisher(JointTrajectory, 'action_chunk', reliable_qos(10))
-        self.primitive_pub = (self.create_publisher(String, 'primitive', reliable_qos(10))
-                              if self.discrete else None)
-        self._io += [pub for pub in (self.chunk_pub, self.primitive_pub) if pub is not None]
+        self._io = [self.create_service(SetBool, '~/enable', self._on_enable),
+                    self.create_timer(0.1, self._on_watchdog)]
+        for port in self.ports:
+            self._create_port_io(port)
         if not getattr(self, '_parameters_callback', False):
             self.add_post_set_parameters_callback(self._on_parameters)
             self._parameters_callback = True
-        self._camera_topic = self.resolve_topic_name('camera/image_raw')
+        robots = f', robots {config.robots}' if config.robots else ''
         self.get_logger().info(
             f'configured: {"discrete" if self.discrete else "chunk"} policy, image_qos='
             f'{config.image_qos}, query_mode={config.query_mode}, bounds '
             f'{list(self.guard.low)}..{list(self.guard.high)}, stale_image_timeout='
-            f'{self.watchdog.timeout} s, enabled={self.enabled}')
+            f'{self.watchdog.timeout} s, enabled={self.enabled}{robots}')
+
+    def _create_port_io(self, port):
+        """Create one robot's subscriptions and publishers."""
+        # Instruction first: with both ready, the executor handles it before an image. The
+        # volatile subscription matches every publisher (ros2 topic pub); the transient-local
+        # one gets a latched instruction published before this node started (its QoS mismatch
+        # with volatile publishers is expected, so that event is not logged).
+        def on_instruction(msg):
+            self._on_instruction(port, msg)
+
+        topic = port.topic
+        port.chunk_pub = self.create_publisher(JointTrajectory, topic('action_chunk'),
+                                               reliable_qos(10))
+        port.primitive_pub = (self.create_publisher(String, topic('primitive'),
+                                                    reliable_qos(10)) if self.discrete else None)
+        self._io += [
+            self.create_subscription(String, topic('instruction'), on_instruction,
+                                     reliable_qos(10)),
+            self.create_subscription(String, topic('instruction'), on_instruction,
+                                     latched_qos(), event_callbacks=silent_qos_events()),
+            self.create_subscription(Image, topic('camera/image_raw'),
+                                     lambda msg: self._on_image(port, msg),
+                                     qos_by_name(self.config.image_qos, 1)),
+            self.create_subscription(Header, topic('chunk_request'),
+                                     lambda msg: self._on_request(port, msg), reliable_qos(10)),
+            *(pub for pub in (port.chunk_pub, port.primitive_pub) if pub is not None)]
+        port.camera_topic = self.resolve_topic_name(topic('camera/image_raw'))
 
     def _destroy_io(self):
         destroy = {'Subscription': self.destroy_subscription, 'Publisher': self.destroy_publisher,
@@ -181,8 +209,8 @@ class PolicyNode(LifecycleNode):
 
     def _free_model(self):
         self.policy = None
-        self.instruction = None
-        self._instruction_text = None
+        for port in self.ports:
+            port.instruction = port.instruction_text = None
 
     def _set_policy(self, policy):
         if policy is None and self.policy is not None:
@@ -211,90 +239,86 @@ class PolicyNode(LifecycleNode):
             self._on_model(self._warmup)
 
     # --- callbacks (executor thread) -------------------------------------------------------------
-    def _on_instruction(self, msg):
+    def _on_instruction(self, port, msg):
         from cliprt_core.inference import PolicyInputError
 
-        if msg.data == self._instruction_text:
+        if msg.data == port.instruction_text:
             return  # the same message through the second subscription (or a repeat)
-        self._instruction_text = msg.data
+        port.instruction_text = msg.data
         try:
-            self.instruction = self._on_model(self._reset, msg.data)
+            instruction = self._on_model(self._reset, msg.data)
         except RuntimeError as exc:  # the node is being destroyed
             if 'shutdown' in str(exc):
                 return
             raise
         except PolicyInputError as exc:
-            self._reject('instruction', f'instruction ignored: {exc}')
+            self._reject(port, 'instruction', f'instruction ignored: {exc}')
             return
-        self.stats['instructions'] += 1
-        self.get_logger().info(f'instruction: {self.instruction!r}')
+        port.instruction = instruction
+        self._count(port, 'instructions')
+        self.get_logger().info(f'{port.label()}instruction: {instruction!r}')
 
-    def _on_image(self, msg):
-        self.stats['images'] += 1
-        self._last_image = time.monotonic()
+    def _on_image(self, port, msg):
+        self._count(port, 'images')
+        port.last_image = time.monotonic()
         try:
             rgb = conversions.image_to_rgb(msg)
         except conversions.ConversionError as exc:  # malformed: never counts as a fresh image
-            self._reject('image', f'image ignored: {exc}')
+            self._reject(port, 'image', f'image ignored: {exc}')
             return
         stamp = conversions.stamp_to_ns(msg.header.stamp) / 1e9
-        reason = self.watchdog.check(stamp, self._now())
+        reason = port.watchdog.check(stamp, self._now())
         if not self.active:
-            self.stats['inactive'] += 1
+            self._count(port, 'inactive')
             return
         if not self.enabled:
-            self.stats['disabled'] += 1
+            self._count(port, 'disabled')
             return
         if reason is not None:
-            self._reject('stale', f'image ignored: {reason}')
+            self._reject(port, 'stale', f'image ignored: {reason}')
             return
-        if self.instruction is None:
-            self.stats['no_instruction'] += 1
-            self._log('no_instruction', 'image ignored: no instruction received yet on '
-                      f'{self.resolve_topic_name("instruction")}')
-            return
-        image = (rgb, msg.header.stamp, stamp)
-        if self.config.query_mode == 'every_image':
-            self._query(image, count_busy=True)
+        if port.instruction is None:
+            self._count(port, 'no_instruction')
+            self._log(f'no_instruction{port.namespace}', 'image ignored: no instruction '
+                      f'received yet on {self.resolve_topic_name(port.topic("instruction"))}')
             return
         with self._cond:
-            self._latest = image
-        if self._request_pending:
-            self._answer_request()
+            every_image = self.config.query_mode == 'every_image'
+            if every_image and (port.in_flight or port.pending is not None):
+                self._count(port, 'dropped_busy')  # never queued behind its own query
+                if port.in_flight:
+                    return
+            port.pending = (rgb, msg.header.stamp, stamp)
+        self._dispatch()
 
-    def _on_request(self, msg):
+    def _on_request(self, port, msg):
         if self.config.query_mode != 'on_request':
             return
-        self.stats['requests'] += 1
-        self._request_pending = True
-        self._answer_request()
+        self._count(port, 'requests')
+        port.request_pending = True
+        self._dispatch()
 
-    def _answer_request(self):
-        """Query the newest fresh image for a pending request (or wait for the next one)."""
+    def _dispatch(self):
+        """Start one model batch with every robot's answerable image, unless one is running."""
         with self._cond:
-            image, busy = self._latest, self._busy
-        if image is None or busy or not self.watchdog.is_fresh(image[2], self._now()):
-            return  # the next image (or the end of the running query) answers the request
-        if self._query(image, count_busy=False):
-            self._request_pending = False
-            with self._cond:
-                if self._latest is image:
-                    self._latest = None
-
-    def _query(self, image, count_busy):
-        """Start a model query unless one is running; True when it started."""
-        with self._cond:
-            if self._busy:  # never queued behind the model: dropped
-                if count_busy:
-                    self.stats['dropped_busy'] += 1
-                return False
+            if self._busy:
+                return  # the end of the running batch dispatches again
+            now = self._now()
+            batch = []
+            for port in self.ports:
+                image = port.take(self.config.query_mode, now)
+                if image is not None:
+                    batch.append((port, port.instruction, image))
+            if not batch:
+                return
             self._busy = True
         try:
-            self._model.submit(self._work, *image)
+            self._model.submit(self._work, batch)
         except RuntimeError:  # the node is being destroyed
-            self._busy = False
-            return False
-        return True
+            with self._cond:
+                self._busy = False
+                for port, _, _ in batch:
+                    port.in_flight = False
 
     def _on_enable(self, request, response):
         self.set_parameters([Parameter('enabled', Parameter.Type.BOOL, bool(request.data))])
@@ -306,23 +330,29 @@ class PolicyNode(LifecycleNode):
         for param in parameters:
             if param.name == 'enabled':
                 self.enabled = bool(param.value)
-                self.watchdog.reset()
+                for port in self.ports:
+                    port.watchdog.reset()
                 self.get_logger().info(f'actions {"enabled" if self.enabled else "disabled"}')
         return SetParametersResult(successful=True)
 
     def _on_watchdog(self):
-        if self.watchdog.enabled and self.enabled:
-            stale, changed = self.watchdog.tick(self._now())
+        for port in self.ports:
+            self._watch(port)
+
+    def _watch(self, port):
+        watchdog = port.watchdog
+        if watchdog.enabled and self.enabled:
+            stale, changed = watchdog.tick(self._now())
             if changed and stale:
                 self.get_logger().warning(
-                    f'camera stale: no fresh image for {self.watchdog.timeout} s; not '
+                    f'{port.label()}camera stale: no fresh image for {watchdog.timeout} s; not '
                     'publishing actions')
             elif changed:
-                self.get_logger().info('camera fresh again')
-        silent = time.monotonic() - self._last_image
-        if silent > SILENT_CAMERA_S and self.count_publishers(self._camera_topic) > 0:
-            self._log('silent_camera', (
-                f'a publisher exists on {self._camera_topic} but no image arrived for '
+                self.get_logger().info(f'{port.label()}camera fresh again')
+        silent = time.monotonic() - port.last_image
+        if silent > SILENT_CAMERA_S and self.count_publishers(port.camera_topic) > 0:
+            self._log(f'silent_camera{port.namespace}', (
+                f'a publisher exists on {port.camera_topic} but no image arrived for '
                 f'{silent:.0f} s; with image_qos {self.config.image_qos!r} DDS drops large '
                 'frames it cannot deliver whole (e.g. over a lossy link): try '
                 'image_qos:=reliable, or check the camera QoS'), period=30.0)
@@ -336,46 +366,76 @@ class PolicyNode(LifecycleNode):
         self.policy.reset(instruction)
         return self.policy.instruction
 
-    def _work(self, rgb, stamp_msg, stamp):
-        reply = None
+    def _work(self, batch):
+        """Answer ``batch`` [(port, instruction, image)] in one forward; publish per robot."""
+        replies = []
         started = time.monotonic()
         try:
-            reply = self._answer(rgb, stamp_msg, stamp)
+            outputs = self._infer(batch)
+            for (port, _, image), output in zip(batch, outputs):
+                reply = self._answer(port, output, image)
+                if reply is not None:
+                    replies.append((port, reply, image[2]))
         except Exception as exc:  # noqa: B902 - keep serving; report the reason
-            self._reject('error', f'query failed: {type(exc).__name__}: {exc}')
+            self._reject(batch[0][0], 'error', f'query failed: {type(exc).__name__}: {exc}')
         finally:
             with self._cond:
                 self._busy = False  # before publishing: the answer's reply is not dropped
-        if reply is None:
-            return
-        self.query_latency.add(time.monotonic() - started, time.monotonic())
-        if self.config.added_latency > 0:
-            self._publish_later(reply, stamp)
-        else:
-            self._publish(reply, stamp)
+                for port, _, _ in batch:
+                    port.in_flight = False
+        now = time.monotonic()
+        self.batch_sizes.add(len(batch), now)
+        for port, reply, stamp in replies:
+            self.query_latency.add(now - started, now)
+            if self.config.added_latency > 0:
+                self._publish_later(port, reply, stamp)
+            else:
+                self._publish(port, reply, stamp)
+        self._dispatch()  # images that arrived meanwhile (other robots, pending requests)
 
-    def _publish_later(self, reply, stamp):
+    def _infer(self, batch):
+        """One model output per entry (or the PolicyInputError/NonFiniteActionError it raised)."""
+        from cliprt_core.inference import NonFiniteActionError, PolicyInputError
+
+        if len(batch) > 1:
+            try:
+                outputs = self.policy.act_batch([image[0] for _, _, image in batch],
+                                                [text for _, text, _ in batch])
+                return list(outputs)
+            except (PolicyInputError, NonFiniteActionError):
+                pass  # one robot's input or output: find it, one query each
+        outputs = []
+        for _, instruction, image in batch:
+            try:
+                if self.policy.instruction != instruction:  # another robot, or a shared Policy
+                    self.policy.reset(instruction)
+                outputs.append(self.policy.act(image[0]))
+            except (PolicyInputError, NonFiniteActionError) as exc:
+                outputs.append(exc)
+        return outputs
+
+    def _publish_later(self, port, reply, stamp):
         """Publish ``reply`` after ``added_latency`` seconds of the node's clock."""
         def fire():
             self.destroy_timer(timer)
-            self._publish(reply, stamp)
+            self._publish(port, reply, stamp)
 
         timer = self.create_timer(self.config.added_latency, fire)
 
-    def _publish(self, reply, stamp):
+    def _publish(self, port, reply, stamp):
         if not (self.active and self.enabled):
-            self.stats['disabled'] += 1
+            self._count(port, 'disabled')
             return
         trajectory, phrase = reply
         try:
-            self.chunk_pub.publish(trajectory)
+            port.chunk_pub.publish(trajectory)
             if phrase is not None:
-                self.primitive_pub.publish(String(data=phrase))
+                port.primitive_pub.publish(String(data=phrase))
         except Exception as exc:  # noqa: B902 - e.g. ROS shut down by a signal meanwhile
             if rclpy.ok(context=self.context):
-                self._reject('error', f'publishing failed: {type(exc).__name__}: {exc}')
+                self._reject(port, 'error', f'publishing failed: {type(exc).__name__}: {exc}')
             return
-        self.stats['answered'] += 1
+        self._count(port, 'answered')
         self.image_age.add(self._now() - stamp, time.monotonic())
 
     def _on_diagnostics(self):
@@ -397,19 +457,24 @@ class PolicyNode(LifecycleNode):
                   **diagnostics.latency_values('query_latency', answers),
                   **diagnostics.latency_values('image_age', self.image_age.summary()),
                   'answer_rate_hz': round(answers.rate, 2), 'last_reason': self.last_reason}
-        diagnostics.publish(self, self.diagnostics_pub, [diagnostics.status(
-            f'{self.get_fully_qualified_name()}: policy', 'cliprt', level, message, values)])
+        if len(self.ports) > 1:
+            values['robots'] = self.config.robots
+            sizes = self.batch_sizes.values()
+            values['batch_size_mean'] = round(sum(sizes) / len(sizes), 2) if sizes else 0.0
+        name = f'{self.get_fully_qualified_name()}: policy'
+        statuses = [diagnostics.status(name, 'cliprt', level, message, values)]
+        for port in self.ports if len(self.ports) > 1 else ():
+            statuses.append(diagnostics.status(
+                f'{name} {port.namespace}', 'cliprt', 'warn' if port.watchdog.stale else 'ok',
+                'camera stale' if port.watchdog.stale else 'ok',
+                {'instruction': port.instruction, **port.stats}))
+        diagnostics.publish(self, self.diagnostics_pub, statuses)
 
-    def _answer(self, rgb, stamp_msg, stamp):
-        """Query the model; return ``(trajectory, phrase)`` to publish, or None (withheld)."""
-        from cliprt_core.inference import NonFiniteActionError, PolicyInputError
-
-        try:
-            if self.policy.instruction != self.instruction:  # a Policy shared with others
-                self.policy.reset(self.instruction)
-            output = self.policy.act(rgb)
-        except (PolicyInputError, NonFiniteActionError) as exc:
-            self._withhold(f'no action: {exc}')
+    def _answer(self, port, output, image):
+        """Check one robot's model output; return ``(trajectory, phrase)`` or None (withheld)."""
+        _, stamp_msg, stamp = image
+        if isinstance(output, Exception):
+            self._withhold(port, f'no action: {output}')
             return None
         phrase = None
         if self.discrete:
@@ -419,14 +484,14 @@ class PolicyNode(LifecycleNode):
         try:
             actions = self.guard(actions)
         except UnsafeActionError as exc:
-            self._withhold(f'action withheld: {exc}')
+            self._withhold(port, f'action withheld: {exc}')
             return None
         if not (self.active and self.enabled):
-            self.stats['disabled'] += 1
+            self._count(port, 'disabled')
             return None
-        if not self.watchdog.is_fresh(stamp, self._now()):
-            self._withhold(f'action withheld: the image went stale during inference (> '
-                           f'{self.watchdog.timeout} s)')
+        if not port.watchdog.is_fresh(stamp, self._now()):
+            self._withhold(port, f'action withheld: the image went stale during inference (> '
+                           f'{port.watchdog.timeout} s)')
             return None
         trajectory = conversions.chunk_to_trajectory(actions, stamp_msg, self.frame_id,
                                                      self.period)
@@ -442,15 +507,19 @@ class PolicyNode(LifecycleNode):
     def _now(self):
         return self.get_clock().now().nanoseconds / 1e9
 
-    def _reject(self, kind, reason):
-        self.stats['rejected'] += 1
-        self.last_reason = reason
-        self._log(kind, reason)
+    def _count(self, port, key):
+        port.stats[key] += 1
+        self.stats[key] += 1
 
-    def _withhold(self, reason):
-        self.stats['withheld'] += 1
-        self.last_reason = reason
-        self._log('withheld', reason, error=True)
+    def _reject(self, port, kind, reason):
+        self._count(port, 'rejected')
+        self.last_reason = reason = port.label() + reason
+        self._log(kind + port.namespace, reason)
+
+    def _withhold(self, port, reason):
+        self._count(port, 'withheld')
+        self.last_reason = reason = port.label() + reason
+        self._log('withheld' + port.namespace, reason, error=True)
 
     def _log(self, kind, reason, error=False, period=2.0):
         """Log ``reason``; repeats of the same kind are throttled to one per ``period`` s."""
@@ -472,7 +541,8 @@ class PolicyNode(LifecycleNode):
 
 def main(args=None):
     """Entry point of ``ros2 run cliprt_ros policy_node``; SIGINT/SIGTERM exit cleanly (0)."""
-    return run_node(PolicyNode, NODE_NAME, args=args)
+    return run_node(PolicyNode, NODE_NAME, args=args,
+                    executor_kind=lambda node: node.config.executor)
 
 
 if __name__ == '__main__':

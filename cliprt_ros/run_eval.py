@@ -12,6 +12,11 @@ multi``): every image and action chunk still goes through rclpy topics (DDS).
   python -m cliprt_ros.run_eval --checkpoint PATH --mode realtime --real-time-factor 0.25 \
       --publish-clock --aggregation ensemble --added-latency 0.2     # as on a robot
 
+``--num-envs N`` runs N simulators in parallel: N bridges in the namespaces ``env0`` ..
+``env<N-1>`` (under ``--namespace``), each a disjoint shard of the episode list (``shard: i/N``),
+all served by ONE policy node (``robots: env0,...``) that answers their pending images in one
+batch; one results folder (appends are locked), per-episode records equal to a single simulator.
+
 ``--mode realtime`` adds the ``action_executor`` node: the policy answers the executor's chunk
 requests (``query_mode: on_request``), the executor sends one action per control period and the
 simulator steps on the clock (with ``--publish-clock`` on the simulated ``/clock``, which the
@@ -29,6 +34,7 @@ import time
 
 from cliprt_core.cli.options import add_config_flags, all_but, given_flags
 from cliprt_core.config import ConfigError
+from cliprt_core.eval.config import CLUSTER_SETTINGS
 from cliprt_ros.spin import spin_until
 
 
@@ -36,7 +42,7 @@ def build_parser():
     """Return the argument parser (the ``cliprt-eval`` flags plus the ROS ones)."""
     from cliprt_core.cli.eval import build_parser as eval_parser
 
-    parser = eval_parser('python -m cliprt_ros.run_eval', __doc__)
+    parser = eval_parser('python -m cliprt_ros.run_eval', __doc__, exclude=CLUSTER_SETTINGS)
     parser.set_defaults(config='demo')
     parser.add_argument('--namespace', default='',
                         help='ROS namespace of both nodes (topics are relative)')
@@ -45,9 +51,24 @@ def build_parser():
                              'MultiThreadedExecutor for both (slow in rclpy 7.1, see docs)')
     parser.add_argument('--params-file', dest='params_file', default=None,
                         help='node parameter YAML (default config/nodes/libero_eval.yaml)')
+    parser.add_argument('--num-envs', dest='num_envs', type=_positive, default=1,
+                        help='simulators in parallel: N bridges (namespaces env0..), one shard '
+                             'of the episodes each, one policy node batching them (lockstep)')
     for cls, names in _runtime_flags():
         add_config_flags(parser, cls, all_but(cls, names))
     return parser
+
+
+def _positive(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be an integer >= 1, got {text!r}')
+    return value
 
 
 def _runtime_flags():
@@ -70,9 +91,12 @@ def runtime_values(args):
 
 
 def create_nodes(config, namespace='', params_file=None, policy=None,
-                 env_factory=None, runtime=({}, {}, {})):
+                 env_factory=None, runtime=({}, {}, {}), num_envs=1):
     """
     Create ``(policy_node, bridge_node, extra_nodes)`` for EvalConfig ``config``.
+
+    ``num_envs`` > 1: ``bridge_node`` is a list of N bridges (namespaces :func:`env_namespaces`
+    under ``namespace``, shard i/N each) and the policy node serves them all (``robots``).
 
     ``policy`` (a loaded cliprt_core Policy) and ``env_factory`` are optional injections for
     tests and benchmarks; by default the policy node loads what ``config`` names. ``runtime``:
@@ -84,6 +108,7 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     from cliprt_core.eval import EvalConfig
     from cliprt_core.inference import PolicySettings
     from cliprt_core.paths import config_dir
+    from cliprt_ros.launch_support import env_namespaces
     from cliprt_ros.libero_bridge_node import LiberoBridgeNode
     from cliprt_ros.parameters import config_to_parameters
     from cliprt_ros.policy_node import PolicyNode
@@ -103,6 +128,9 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     bridge_values.update(bridge_runtime)
     policy_values.update(policy_runtime)
     realtime = bridge_runtime.get('mode') == 'realtime'
+    if realtime and num_envs > 1:
+        raise ConfigError('--num-envs > 1 needs --mode lockstep (one action_executor per robot '
+                          'is not wired)')
     if realtime:
         sim_time = {'use_sim_time': bool(bridge_runtime.get('publish_clock', False))}
         policy_values.update(sim_time, query_mode='on_request')
@@ -111,11 +139,23 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     def overrides(values):
         return [Parameter(k, value=v) for k, v in values.items()]
 
-    # The bridge first: it checks the results folder before a large model is loaded.
-    bridge = LiberoBridgeNode(env_factory=env_factory, log_report=False, namespace=namespace,
-                              cli_args=cli_args, parameter_overrides=overrides(bridge_values))
-    made = [bridge]
+    # The bridges first: they check the results folder before a large model is loaded.
+    made = []
     try:
+        if num_envs == 1:
+            bridge = LiberoBridgeNode(env_factory=env_factory, log_report=False,
+                                      namespace=namespace, cli_args=cli_args,
+                                      parameter_overrides=overrides(bridge_values))
+            made.append(bridge)
+        else:
+            policy_values['robots'] = ','.join(env_namespaces(num_envs))
+            for index, env in enumerate(env_namespaces(num_envs)):
+                made.append(LiberoBridgeNode(
+                    env_factory=env_factory, log_report=False,
+                    namespace=f'{namespace.rstrip("/")}/{env}' if namespace else env,
+                    cli_args=cli_args, parameter_overrides=overrides(
+                        {**bridge_values, 'shard': f'{index}/{num_envs}'})))
+            bridge = list(made)
         if realtime:
             from cliprt_ros.executor_node import ActionExecutorNode
 
@@ -127,7 +167,7 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
         for node in made:
             node.destroy_node()
         raise
-    return policy_node, bridge, made[1:]
+    return policy_node, bridge, made[1:] if num_envs == 1 else made[num_envs:]
 
 
 EXECUTORS = ('threads', 'multi')
@@ -136,6 +176,9 @@ EXECUTORS = ('threads', 'multi')
 def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
     """
     Spin both nodes (and ``extra_nodes``) in this process until the bridge has finished.
+
+    ``bridge`` may be a list of bridges (``--num-envs``): each spins on its own thread, the run
+    ends when all have finished, and the summary of the shared results folder is written once.
 
     ``executor='threads'`` (default): one ``SingleThreadedExecutor`` per node, each on its own
     thread. ``'multi'``: one rclpy ``MultiThreadedExecutor`` for all nodes; in rclpy 7.1.x
@@ -148,6 +191,8 @@ def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
 
     if executor not in EXECUTORS:
         raise ValueError(f'executor must be one of {EXECUTORS}, got {executor!r}')
+    if isinstance(bridge, (list, tuple)):
+        return _run_shards(policy_node, bridge, extra_nodes)
     if executor == 'multi':
         _spin_multi(bridge, (policy_node, bridge, *extra_nodes))
         return bridge.summary
@@ -175,6 +220,45 @@ def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
         for node_executor in executors:
             node_executor.shutdown()
     return bridge.summary
+
+
+def _run_shards(policy_node, bridges, extra_nodes):
+    """Spin N bridges (one thread each) and the policy node until every bridge finished."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    stop = threading.Event()
+    executors, threads = [], []
+    context = bridges[0].context
+    try:
+        for node in (policy_node, *extra_nodes, *bridges):
+            node_executor = SingleThreadedExecutor(context=context)
+            node_executor.add_node(node)
+            executors.append(node_executor)
+            threads.append(threading.Thread(
+                target=spin_until, args=(node_executor, stop.is_set), daemon=True,
+                name=f'spin_{node.get_namespace()}_{node.get_name()}'))
+            threads[-1].start()
+        while rclpy.ok(context=context) and not all(b.finished for b in bridges):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        for node_executor in executors:
+            node_executor.shutdown()
+    if not all(b.finished for b in bridges):
+        return None
+    first = bridges[0]
+    run = {**first.config.run_settings(), 'transport': 'ros2', 'num_envs': len(bridges),
+           'episodes_this_run': sum(len(b.finished_now) for b in bridges)}
+    stopped = [b.stop_reason for b in bridges if b.stop_reason]
+    if stopped:
+        run['stopped'] = '; '.join(stopped)
+    summary = first.results.write_summary(expected=first.wanted, run=run)
+    for each in bridges:
+        each.summary = summary
+    return summary
 
 
 def _spin_multi(bridge, nodes):
@@ -205,7 +289,7 @@ def main(argv=None):
     if args.results_dir is None and args.config == 'demo':  # like cliprt-demo: a fresh folder
         args.results_dir = os.path.join('demo_results', time.strftime('ros-%Y%m%d-%H%M%S'))
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, exclude=CLUSTER_SETTINGS)
     except (ConfigError, FileNotFoundError) as exc:
         print(f'run_eval: {exc}', file=sys.stderr)
         return 2
@@ -227,13 +311,14 @@ def main(argv=None):
     try:
         policy_node, bridge, extra = create_nodes(
             config, namespace=args.namespace, params_file=args.params_file,
-            runtime=runtime_values(args))
-        nodes = [policy_node, bridge, *extra]
+            runtime=runtime_values(args), num_envs=args.num_envs)
+        bridges = bridge if isinstance(bridge, list) else [bridge]
+        nodes = [policy_node, *bridges, *extra]
         summary = run_nodes(policy_node, bridge, extra_nodes=extra, executor=args.executor)
         if summary is None:
             raise KeyboardInterrupt  # ROS was shut down (SIGINT / SIGTERM) before the end
-        print(report(summary, bridge.results))
-        return bridge.exit_code
+        print(report(summary, bridges[0].results))
+        return max(each.exit_code for each in bridges)
     except (KeyboardInterrupt, ExternalShutdownException):
         print('\nrun_eval: interrupted; finished episodes are kept; rerun the same command to '
               'resume', file=sys.stderr)

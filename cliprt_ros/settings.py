@@ -12,12 +12,13 @@ from typing import Literal
 
 from cliprt_core.actions.space import CONTROL_PERIOD
 from cliprt_core.config import setting
-from cliprt_core.eval.config import EvalConfig
+from cliprt_core.eval.config import CLUSTER_SETTINGS, EvalConfig
 from cliprt_core.inference.settings import PolicySettings
 from cliprt_core.safety import ActionSafetyConfig
 from cliprt_core.teleop.settings import RecorderConfig, TeleopConfig
 
 ImageQos = Literal['sensor_data', 'reliable']
+Executor = Literal['events', 'single', 'multi']
 QueryMode = Literal['every_image', 'on_request']
 BridgeMode = Literal['lockstep', 'realtime']
 
@@ -38,6 +39,9 @@ class PolicyNodeConfig:
                             'nothing')
     warmup: bool = setting(True, 'run one dummy query at start-up so the first real answer is '
                            'fast')
+    executor: Executor = setting('events', 'rclpy executor of the node program: events '
+                                 '(rclpy.experimental.EventsExecutor, lowest latency) | single '
+                                 '(SingleThreadedExecutor) | multi (MultiThreadedExecutor)')
     query_mode: QueryMode = setting('every_image', 'every_image: answer each fresh image (the '
                                     'lockstep bridge) | on_request: answer the newest image '
                                     'when chunk_request arrives (the action executor)')
@@ -45,6 +49,9 @@ class PolicyNodeConfig:
                                    'clock) to emulate a slower model')
     autostart: bool = setting(True, 'configure and activate at start-up; false = wait for '
                               'lifecycle transitions (ros2 lifecycle set <node> configure)')
+    robots: str = setting('', 'serve several robots: comma-separated namespaces (env0,env1 -> '
+                          'env0/camera/image_raw ...), all pending images answered in one batch; '
+                          "'' = one robot on the node's own topics")
 
     def __post_init__(self):
         """Reject a non-positive control period and a negative added latency."""
@@ -54,6 +61,12 @@ class PolicyNodeConfig:
             raise ConfigError(f'control_period must be > 0, got {self.control_period}')
         if not self.added_latency >= 0:
             raise ConfigError(f'added_latency must be >= 0, got {self.added_latency}')
+        from cliprt_ros.robot_port import parse_robots
+
+        try:
+            parse_robots(self.robots)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 #: Parameters that may change while the node runs.
@@ -88,6 +101,9 @@ class BridgeConfig:
                                   'the other nodes with use_sim_time:=true)')
     camera_period: float = setting(CONTROL_PERIOD, 'realtime: simulated seconds between '
                                    'published observations (a multiple of the control period)')
+    shard: str = setting('', 'run a share of the episodes: i/n = every n-th episode of the '
+                         'list, starting at the i-th (0-based; n bridges, one results folder); '
+                         'empty = all')
 
     def __post_init__(self):
         """Reject a non-positive real-time factor or camera period."""
@@ -96,14 +112,30 @@ class BridgeConfig:
         for name in ('real_time_factor', 'camera_period'):
             if not getattr(self, name) > 0:
                 raise ConfigError(f'{name} must be > 0, got {getattr(self, name)}')
+        self.shard_of([])  # validates the shard
         if self.mode == 'realtime' and self.real_time_factor != 1 and not self.publish_clock:
             raise ConfigError('real_time_factor != 1 needs publish_clock: true (and '
                               'use_sim_time: true in the policy node and the executor)')
 
+    def shard_of(self, keys: list) -> list:
+        """Return this bridge's share of the episode ``keys`` (all of them without a shard)."""
+        from cliprt_core.config import ConfigError
+
+        if not self.shard:
+            return list(keys)
+        try:
+            index, count = (int(part) for part in self.shard.split('/'))
+        except ValueError:
+            index = count = -1
+        if not 0 <= index < count:
+            raise ConfigError(f"shard must be 'i/n' with 0 <= i < n, got {self.shard!r}")
+        return list(keys)[index::count]
+
 
 #: EvalConfig settings the bridge does not take: it runs one simulator, has no progress bar and
 #: does not load the policy (checkpoint and model_config are recorded in the results only).
-BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed')
+BRIDGE_EXCLUDED = ('workers', 'progress', 'device', 'dtype', 'backend', 'weights_seed',
+                   *CLUSTER_SETTINGS)
 
 #: action_executor parameters that may change while the node runs (its config is
 #: cliprt_core.executor.ExecutorConfig).

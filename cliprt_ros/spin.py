@@ -14,11 +14,37 @@ an invalid context instead of ``ExternalShutdownException``: both mean "stop".
 import signal
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
 from rclpy.logging import get_logger
 from rclpy.signals import SignalHandlerOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Executor kinds: ``events`` = rclpy.experimental.EventsExecutor (C++ event queue; experimental
+#: in Jazzy, the fastest here), ``single`` = SingleThreadedExecutor, ``multi`` =
+#: MultiThreadedExecutor (4 threads; slow tail in rclpy 7.1, ros2/rclpy#1452).
+EXECUTORS = ('events', 'single', 'multi')
+
+
+def make_executor(kind='single', context=None):
+    """Return a new rclpy executor of ``kind`` (one of :data:`EXECUTORS`)."""
+    if kind == 'events':
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    if kind == 'single':
+        return SingleThreadedExecutor(context=context)
+    if kind == 'multi':
+        return MultiThreadedExecutor(num_threads=4, context=context)
+    raise ValueError(f'unknown executor {kind!r}; expected one of {", ".join(EXECUTORS)}')
+
+
+def shutdown_executor(executor):
+    """Shut an executor down, including a MultiThreadedExecutor's thread pool (rclpy 7.x)."""
+    pool = getattr(executor, '_executor', None)
+    if pool is not None:
+        pool.shutdown(wait=True)
+    executor.shutdown()
 
 
 def init(args=None):
@@ -60,14 +86,15 @@ def spin_until(executor, done=None, period=0.1):
     return bool(done is not None and done())
 
 
-def run_node(create_node, name, spin=None, args=None):
+def run_node(create_node, name, spin=None, args=None, executor_kind=None):
     """
     Run one node as a program: init rclpy, build it, spin it, destroy it; return the exit code.
 
     A node that cannot start logs one fatal line: exit code 2 for a user error (bad parameter,
     checkpoint, results folder: a ``ValueError``), 1 otherwise. SIGINT / SIGTERM give 0.
     ``spin(executor, node)`` returns the exit code; by default the node spins until ROS shuts
-    down.
+    down. ``executor_kind(node)`` names the node's executor (:data:`EXECUTORS`; default
+    single).
     """
     init(args)
     node = None
@@ -81,7 +108,7 @@ def run_node(create_node, name, spin=None, args=None):
             reason = str(exc) if user_error else f'{type(exc).__name__}: {exc}'
             get_logger(name).fatal(f'cannot start: {reason}')
             return 2 if user_error else 1
-        executor = SingleThreadedExecutor()
+        executor = make_executor(executor_kind(node) if executor_kind else 'single')
         executor.add_node(node)
         if spin is None:
             spin_until(executor)

@@ -6,6 +6,7 @@ LIBERO evaluation through ROS 2: ``policy_node`` + ``libero_bridge_node`` over t
   ros2 launch cliprt_ros libero_eval.launch.py params_file:=my_eval.yaml   # all from a file
   ros2 launch cliprt_ros libero_eval.launch.py checkpoint:=PATH mode:=realtime \
       real_time_factor:=0.25 publish_clock:=true aggregation:=ensemble added_latency:=0.2
+  ros2 launch cliprt_ros libero_eval.launch.py checkpoint:=PATH num_envs:=4   # 4 simulators
 
 Parameters come from ``config/nodes/libero_eval.yaml`` (``params_file:=`` for another file); a
 launch argument overrides the file only when it is given (every argument defaults to "not
@@ -17,12 +18,18 @@ load. Without ``ros2 launch`` (pip-only machines): ``python -m cliprt_ros.run_ev
 answers its chunk requests (``query_mode: on_request``) and the simulator steps on the clock
 (with ``publish_clock:=true`` the simulated ``/clock``, followed by the policy node and the
 executor through ``use_sim_time``).
+
+``num_envs:=N`` (lockstep) runs N bridge processes in the namespaces ``env0`` .. ``env<N-1>``,
+each a disjoint shard of the episodes (``shard: i/N``), and one policy node serving all of them
+(``robots: env0,...``, one batched forward for their pending images); all write one results
+folder (locked appends). The launch ends when every bridge has exited.
 """
 
-from cliprt_ros.launch_support import (argument_descriptions, bridge_overrides, EVAL_ARGUMENTS,
-                                       EXECUTOR_ARGUMENTS, executor_overrides, exit_failure,
-                                       LATENCY_ARGUMENTS, POLICY_ARGUMENTS, policy_overrides,
-                                       realtime_setup)
+from cliprt_core.config import ConfigError
+from cliprt_ros.launch_support import (argument_descriptions, bridge_overrides, env_namespaces,
+                                       EVAL_ARGUMENTS, EXECUTOR_ARGUMENTS, executor_overrides,
+                                       exit_failure, LATENCY_ARGUMENTS, num_envs_of,
+                                       POLICY_ARGUMENTS, policy_overrides, realtime_setup)
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
                             RegisterEventHandler)
@@ -46,6 +53,21 @@ def _stop_on_exit(name):
     return handler
 
 
+def _stop_when_all_exit(name, count):
+    """Return a handler that stops the launch once ``count`` nodes ``name`` have exited."""
+    exited = []
+
+    def handler(event, context):
+        failure = exit_failure(name, event.returncode)
+        if failure is not None:
+            raise RuntimeError(failure)
+        exited.append(event)
+        if len(exited) < count:
+            return []
+        return [EmitEvent(event=Shutdown(reason=f'all {count} {name} finished'))]
+    return handler
+
+
 def _node(executable, namespace, parameters):
     return Node(package=PACKAGE, executable=executable, name=executable, namespace=namespace,
                 output='screen', emulate_tty=True, parameters=parameters)
@@ -62,12 +84,25 @@ def _nodes(context):
         policy_params.update(query_mode='on_request', use_sim_time=use_sim_time)
         nodes.append(_node('action_executor', namespace, [
             params_file, {**executor_overrides(given), 'use_sim_time': use_sim_time}]))
-    nodes += [_node('policy_node', namespace, [params_file, policy_params]),
-              _node('libero_bridge_node', namespace, [params_file, bridge_overrides(given)])]
-    return nodes + [
+    num_envs = num_envs_of(given)
+    if realtime and num_envs > 1:
+        raise ConfigError('num_envs > 1 needs mode:=lockstep')
+    bridge_params = bridge_overrides(given)
+    if num_envs == 1:
+        bridges = [_node('libero_bridge_node', namespace, [params_file, bridge_params])]
+    else:
+        policy_params['robots'] = ','.join(env_namespaces(num_envs))
+        bridges = [_node('libero_bridge_node', f'{namespace.rstrip("/")}/{env}' if namespace
+                         else env, [params_file, {**bridge_params, 'shard': f'{i}/{num_envs}'}])
+                   for i, env in enumerate(env_namespaces(num_envs))]
+    nodes.append(_node('policy_node', namespace, [params_file, policy_params]))
+    done = _stop_when_all_exit('libero_bridge_node', num_envs)
+    return nodes + bridges + [
         RegisterEventHandler(OnProcessExit(target_action=node,
                                            on_exit=_stop_on_exit(node.kwargs['executable'])))
-        for node in nodes]
+        for node in nodes] + [
+        RegisterEventHandler(OnProcessExit(target_action=bridge, on_exit=done))
+        for bridge in bridges]
 
 
 def generate_launch_description():
@@ -78,6 +113,8 @@ def generate_launch_description():
             description='parameter YAML of both nodes'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of both '
                               'nodes'),
+        DeclareLaunchArgument('num_envs', default_value='', description='simulators in '
+                              'parallel (lockstep): N bridges env0.., one policy node'),
         *[DeclareLaunchArgument(name, default_value='', description=description)
           for name, description in argument_descriptions(
               EVAL_ARGUMENTS + POLICY_ARGUMENTS + EXECUTOR_ARGUMENTS + LATENCY_ARGUMENTS)],

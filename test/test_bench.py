@@ -172,12 +172,16 @@ def test_sim_throughput_row_and_table():
     assert row["per_episode_s"] == {"reset_s": 2.0, "sim_s": 2.5, "policy_s": 0.5}
     assert row["share"] == {"reset": 0.4, "sim": 0.5, "policy": 0.1}
     faster = throughput_row(summary, wall_s=5.0, workers=2)
+    row["render"], faster["render"] = "every_step", "consumed"
+    faster.update(speedup=2.0, same_results=True)
     lines = sim_table([row, faster]).splitlines()
-    assert lines[0].split() == ["workers", "episodes", "wall", "s", "env", "st/s", "pol", "st/s",
-                                "ratio", "reset", "sim", "policy"]
-    assert lines[2].split() == ["1", "2", "10.0", "8.00", "6.00", "1.00", "40.0%", "50.0%",
-                                "10.0%"]
-    assert lines[3].split()[:6] == ["2", "2", "5.0", "16.00", "12.00", "2.00"]
+    assert lines[0].split() == ["executor", "render", "workers", "episodes", "wall", "s", "env", "st/s",
+                                "pol", "st/s", "vs", "1st", "speedup", "same", "reset", "sim",
+                                "policy"]
+    assert lines[2].split() == ["process", "every_step", "1", "2", "10.0", "8.00", "6.00", "1.00",
+                                "40.0%", "50.0%", "10.0%"]
+    assert lines[3].split()[:10] == ["process", "consumed", "2", "2", "5.0", "16.00", "12.00", "1.00",
+                                    "2.00x", "True"]
 
 
 @pytest.mark.slow
@@ -189,11 +193,17 @@ def test_sim_benchmark_runs_the_real_evaluation(capsys):
     assert bench_cli.main(["sim", "--workers", "1", "--episodes", "1", "--max-steps", "2",
                            "--camera-size", "64"]) == 0
     out, err = capsys.readouterr()
-    (row,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert row["workers"] == 1 and row["episodes"] == 1 and row["errors"] == 0
-    assert 0 < row["policy_steps"] <= 2 and row["env_steps_per_s"] > 0
-    assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.01)
+    old, new = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert (old["render"], new["render"]) == ("every_step", "consumed")
+    for row in (old, new):
+        assert row["workers"] == 1 and row["episodes"] == 1 and row["errors"] == 0
+        assert 0 < row["policy_steps"] <= 2 and row["env_steps_per_s"] > 0
+        assert sum(row["share"].values()) == pytest.approx(1.0, abs=0.01)
+    assert new["same_results"] is True and new["speedup"] > 0  # both paths, same episodes
     assert "env st/s" in err
+    with pytest.raises(SystemExit) as exc:
+        bench_cli.main(["sim", "--render", "sometimes"])
+    assert exc.value.code == 2
 
 
 @pytest.mark.slow
@@ -206,15 +216,16 @@ def test_ros_round_trip_benchmark_module(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "cliprt_ros.bench", "--queries", "3",
-                           "--size", "64", "--modes", "in-process", "ros-1proc",
+                           "--size", "64", "--modes", "in-process", "ros-1proc-events",
                            "--json", str(out)], cwd=Path(out).parent, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["size"] == 64 and results["model"] == "cliprt-tiny"
     assert results["in-process"]["n"] == 3 and "ros-1proc-mte" not in results
-    ros = results["ros-1proc"]
+    ros = results["ros-1proc-events"]  # both nodes on rclpy's EventsExecutor
     assert ros["n"] == 3 and ros["p99_ms"] >= ros["p50_ms"] > 0
     assert ros["overhead_ms"] == pytest.approx(ros["p50_ms"] - ros["in_process_p50_ms"],
                                                abs=1e-3)
-    assert "ros-1proc" in proc.stdout and "overhead ms" in proc.stdout
+    assert ros["overhead_p99_ms"] >= ros["overhead_p50_ms"]
+    assert "ros-1proc-events" in proc.stdout and "overhead p99" in proc.stdout

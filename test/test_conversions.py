@@ -45,6 +45,21 @@ def test_image_to_rgb_all_encodings_with_step_padding(encoding, pad):
 
 
 @ros
+def test_hot_path_conversions_copy_as_little_as_rclpy_allows():
+    import array
+
+    from cliprt_ros.conversions import image_to_rgb, rgb_to_image
+
+    rgb = random_image(3, 16)
+    msg = rgb_to_image(rgb)
+    assert isinstance(msg.data, array.array) and msg.data.typecode == 'B'  # stored as is
+    assert bytes(msg.data) == rgb.tobytes()
+    out = image_to_rgb(msg)  # rgb8 without padding: a view of the message buffer
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+    np.testing.assert_array_equal(out, rgb)
+
+
+@ros
 @pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8'])
 def test_rgb_to_image_round_trips_through_serialization(encoding):
     from rclpy.serialization import deserialize_message, serialize_message

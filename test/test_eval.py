@@ -12,7 +12,7 @@ import torch
 
 from cliprt_core.config import ConfigError, load_config, parse_index_ranges
 from cliprt_core.eval import (EvalConfig, ResultsDir, ResultsMismatchError, markdown_table,
-                              parse_tasks, query_chunks, run_evaluation, summarize,
+                              parse_tasks, query_chunks, run_episode, run_evaluation, summarize,
                               wilson_interval)
 from cliprt_core.inference import NonFiniteActionError, Policy
 from cliprt_core.sim import libero_available
@@ -33,12 +33,13 @@ class FaultyEnv(SharedEnv):
             raise RuntimeError("MuJoCo: simulated failure while loading the model")
         return self._env.reset(init_state_index)
 
-    def step(self, action):
+    def step(self, action, render=True):
+        self.renders = getattr(self, "renders", 0) + bool(render)
         if self.index == 2 and self._env.steps == 1:
             raise FloatingPointError("simulated physics instability: QACC is NaN")
         if self.index == 3 and self._env.steps == 2:
             put_bowl_on_plate(self._env)
-        return self._env.step(action)
+        return self._env.step(action, render=render)
 
 
 def put_bowl_on_plate(env):
@@ -175,6 +176,38 @@ def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
 
 @needs_libero
 @pytest.mark.slow
+def test_ray_executor_gives_the_same_episodes_and_resumes_exactly_once(reference, policy,
+                                                                       tmp_path):
+    """Env workers as actors of a local Ray instance; the driver (one writer) is interrupted
+    after its first finished episode, then resumed: each episode once, equal to in-process."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = config(tmp_path, workers=2, executor="ray")
+
+        def interrupt(record):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run_evaluation(cfg, policy, on_episode=interrupt)
+        first = ResultsDir(tmp_path).episodes_path.read_text().splitlines()
+        assert len(first) == 1  # the episode in flight was dropped, not half-written
+        summary = run_evaluation(cfg, policy)
+        assert ray.is_initialized()  # a Ray instance the caller started is left running
+    finally:
+        ray.shutdown()
+    lines = ResultsDir(tmp_path).episodes_path.read_text().splitlines()
+    assert lines[0] == first[0] and len(lines) == 2
+    records = {r["episode"]: r for r in map(json.loads, lines)}
+    keys = ("suite", "task_id", "episode", "success", "steps", "queries", "error", "seed",
+            "state_hash")
+    for episode, record in reference["records"].items():
+        assert {k: records[episode][k] for k in keys} == {k: record[k] for k in keys}
+    assert summary["run"]["executor"] == "ray" and summary["complete"]
+
+
+@needs_libero
+@pytest.mark.slow
 def test_failures_are_recorded_and_success_stops_the_episode(libero_env, policy, nan_policy,
                                                              tmp_path):
     cfg = config(tmp_path, episodes=4, max_steps=20, video=True)
@@ -195,6 +228,36 @@ def test_failures_are_recorded_and_success_stops_the_episode(libero_env, policy,
     assert records[3]["video"].endswith("task00_ep003_success.mp4")
     assert summary["overall"]["errors"] == 3 and summary["overall"]["successes"] == 1
     assert "| 1/4 | 25.0% [4.6, 69.9] | 3 |" in ResultsDir(tmp_path).table_path.read_text()
+
+
+@needs_libero
+@pytest.mark.slow
+def test_rendering_only_consumed_frames_changes_no_result(libero_env, policy):
+    """Same init states and policy: rendering only the query frames (the default) gives the
+    same images to the policy, the same MuJoCo state hash and the same success as rendering
+    every step (the old path), for a horizon cut (episode 1) and a mid-chunk success (3)."""
+    keys = ("success", "steps", "queries", "error", "seed", "state_hash")
+    for episode in (1, 3):
+        runs = {}
+        for render_all in (True, False):
+            env, seen = FaultyEnv(libero_env), []
+
+            def chunk_fn(image, text, seen=seen):
+                seen.append(image.copy())
+                return policy.act_batch([image], [text])[0]
+
+            record = run_episode(env, episode, chunk_fn, max_steps=MAX_STEPS,
+                                 render_all_steps=render_all).to_record()
+            runs[render_all] = ({k: record[k] for k in keys}, seen, env.renders)
+        (old, old_seen, old_renders), (new, new_seen, new_renders) = runs[True], runs[False]
+        assert new == old and len(new_seen) == len(old_seen) == new["queries"]
+        for a, b in zip(old_seen, new_seen):
+            np.testing.assert_array_equal(a, b)
+        assert old_renders == new["steps"]
+        # episode 1: rendered once (end of chunk 1); the horizon ends chunk 2 with no query
+        # episode 3: the success comes mid chunk 1, before its last step: nothing rendered
+        assert new_renders == {1: 1, 3: 0}[episode], (episode, new_renders)
+    assert new["success"]
 
 
 def test_query_chunks_charges_an_error_to_its_own_episode(policy, nan_policy):
@@ -294,7 +357,8 @@ def test_eval_config_selection_and_validation():
     assert held_out.run_settings()["first_episode"] == 40
     for bad in ({"episodes": 51}, {"suite": "libero_100"}, {"tasks": "0-10"},
                 {"first_episode": 41, "episodes": 10}, {"first_episode": -1},
-                {"tasks": "a-b"}, {"workers": 0}, {"max_stpes": 3}):
+                {"tasks": "a-b"}, {"workers": 0}, {"max_stpes": 3}, {"executor": "dask"},
+                {"ray_address": "auto"}, {"executor": "ray", "ray_policy_gpus": -1}):
         with pytest.raises(ConfigError):
             load_config(EvalConfig, bad)
 

@@ -219,8 +219,11 @@ def test_launch_file_runs_with_user_arguments(filename, monkeypatch):
 def test_policy_launch_remaps_only_topics_the_node_uses(monkeypatch):
     source = (REPO / 'cliprt_ros' / 'policy_node.py').read_text()
     tree = ast.parse(source)
-    topics = {call.args[1].value for call in ast.walk(tree) if isinstance(call, ast.Call)
-              and getattr(call.func, 'attr', None) in ('create_subscription', 'create_publisher')}
+    # per-robot topics are written topic('name') (cliprt_ros.robot_port.RobotPort.topic)
+    topics = {(arg.args[0] if isinstance(arg, ast.Call) else arg).value
+              for call in ast.walk(tree) if isinstance(call, ast.Call)
+              and getattr(call.func, 'attr', None) in ('create_subscription', 'create_publisher')
+              for arg in call.args[1:2]}
     assert {'instruction', 'camera/image_raw', 'action_chunk'} <= topics
     _, actions = _run_launch_file('policy.launch.py', monkeypatch,
                                   {'image_topic': '/cam/color/image_raw'})
@@ -243,6 +246,33 @@ def test_realtime_evaluation_launch_adds_the_executor_on_the_simulated_clock(mon
     assert params['action_executor'] == {'aggregation': 'ensemble', 'use_sim_time': True}
     handlers = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler']
     assert len(handlers) == 3
+
+
+def test_parallel_evaluation_launch_runs_sharded_bridges_and_one_policy_node(monkeypatch):
+    from cliprt_core.config import ConfigError
+
+    _, actions = _run_launch_file('libero_eval.launch.py', monkeypatch,
+                                  {'num_envs': '3', 'namespace': 'eval', 'episodes': '5'})
+    nodes = [a for a in actions if type(a).__name__ == 'Node']
+    (policy,) = [n for n in nodes if n.kwargs['executable'] == 'policy_node']
+    bridges = [n for n in nodes if n.kwargs['executable'] == 'libero_bridge_node']
+    assert policy.kwargs['namespace'] == 'eval'
+    assert policy.kwargs['parameters'][1] == {'robots': 'env0,env1,env2'}
+    assert [b.kwargs['namespace'] for b in bridges] == ['eval/env0', 'eval/env1', 'eval/env2']
+    assert [b.kwargs['parameters'][1] for b in bridges] == [
+        {'episodes': 5, 'shard': f'{i}/3'} for i in range(3)]
+    handlers = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler']
+    assert len(handlers) == 4
+    (on_bridge_exit,) = {h.kwargs['on_exit'] for h in handlers
+                         if h.kwargs['target_action'] in bridges}
+    ok = types.SimpleNamespace(returncode=0)
+    assert on_bridge_exit(ok, None) == [] and on_bridge_exit(ok, None) == []
+    assert type(on_bridge_exit(ok, None)[0]).__name__ == 'EmitEvent'  # the last one stops
+    with pytest.raises(RuntimeError, match='exited with code 1'):
+        on_bridge_exit(types.SimpleNamespace(returncode=1), None)
+    for given in ({'num_envs': '0'}, {'num_envs': 'x'}, {'num_envs': '2', 'mode': 'realtime'}):
+        with pytest.raises(ConfigError, match='num_envs'):
+            _run_launch_file('libero_eval.launch.py', monkeypatch, given)
 
 
 def test_robot_launch_wires_camera_policy_executor_and_servo(monkeypatch):

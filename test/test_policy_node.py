@@ -17,14 +17,14 @@ ANSWER_S = 20.0  # upper bound for one tiny-model answer on a loaded 2-core CI m
 @pytest.fixture
 def make_node(rclpy_context, tiny_policy):
     """Create a PolicyNode in a fresh namespace plus a Driver, spun by one executor."""
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from cliprt_ros.policy_node import PolicyNode
+    from cliprt_ros.spin import make_executor
 
     created = []
 
-    def make(policy=None, **params):
+    def make(policy=None, executor_kind='single', **params):
         params.setdefault('image_qos', 'reliable')
         params.setdefault('warmup', False)
         namespace = unique_namespace()
@@ -32,7 +32,7 @@ def make_node(rclpy_context, tiny_policy):
         node = PolicyNode(policy=policy or tiny_policy, namespace=namespace,
                           parameter_overrides=overrides)
         driver = Driver(namespace)
-        executor = SingleThreadedExecutor()
+        executor = make_executor(executor_kind)
         executor.add_node(node)
         executor.add_node(driver.node)
         created.append((executor, node, driver))
@@ -63,11 +63,13 @@ def _expected(policy, instruction, rgb, low=-1.0, high=1.0):
     return np.clip(policy.act(rgb), low, high)
 
 
+@pytest.mark.parametrize('executor_kind', ['single', 'events'])
 def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(
-        make_node, tiny_policy):
+        make_node, tiny_policy, executor_kind):
     from cliprt_ros.conversions import stamp_to_ns, trajectory_to_chunk
 
-    executor, node, driver = make_node(action_frame_id='tool0', control_period=0.1)
+    executor, node, driver = make_node(executor_kind=executor_kind, action_frame_id='tool0',
+                                       control_period=0.1)
     _instruct(executor, node, driver)
     sent = []
     for seed in range(3):
@@ -90,6 +92,22 @@ def test_each_image_is_answered_by_one_chunk_equal_to_the_in_process_call(
         np.testing.assert_array_equal(chunk, expected)
     assert [stamp_to_ns(c.header.stamp) for c in driver.chunks] == [
         stamp_to_ns(s) for s, _ in sent]
+
+
+def test_executor_kinds(rclpy_context):
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    from cliprt_ros.spin import EXECUTORS, make_executor, shutdown_executor
+
+    assert EXECUTORS[0] == 'events'  # the node programs' default
+    made = {kind: make_executor(kind) for kind in EXECUTORS}
+    assert type(made['events']).__name__ == 'EventsExecutor'
+    assert isinstance(made['single'], SingleThreadedExecutor)
+    assert isinstance(made['multi'], MultiThreadedExecutor)
+    for executor in made.values():
+        shutdown_executor(executor)
+    with pytest.raises(ValueError, match='unknown executor'):
+        make_executor('fast')
 
 
 def test_late_node_receives_the_latched_instruction(rclpy_context, tiny_policy):

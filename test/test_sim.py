@@ -174,14 +174,20 @@ def test_reset_is_deterministic_horizon_and_success(env, first_reset):
         observation = env.reset(0)
     finally:
         env.fast_settle = True
+    # the first reset compiled the model; this one copied it (model_cache): nothing changes
+    assert env.model_cache is not None and env.model_cache.hits >= 1
     assert env.state_fingerprint() == fingerprint
     np.testing.assert_array_equal(observation.agentview, first_reset[0].agentview)
     horizon = env.horizon
     env.horizon = 3
     try:
         action = np.array([0.4, 0.0, 0.2, 0.0, 0.0, 0.0, -1.0])
-        results = [env.step(action) for _ in range(3)]
+        results = [env.step(action, render=i == 2) for i in range(3)]
         assert [r.steps for r in results] == [1, 2, 3]
+        # unrendered steps carry no images (nobody looks at them); the joint states are there
+        assert results[0].observation.agentview is None and results[0].observation.wrist is None
+        assert results[0].observation.joint_states.shape == (7,)
+        assert results[2].observation.agentview.shape == (SIZE, SIZE, 3)
         assert [r.truncated for r in results] == [False, False, True]
         assert results[-1].done and not results[-1].success
         with pytest.raises(HorizonExceededError):

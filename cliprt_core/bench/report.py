@@ -56,16 +56,30 @@ def backend_table(records: Iterable[dict[str, Any]]) -> str:
 
 
 def sim_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Text table of ``cliprt-bench sim`` rows; the ratio is against the first row."""
-    base = rows[0]['env_steps_per_s']
-    headers = ['workers', 'episodes', 'wall s', 'env st/s', 'pol st/s', 'ratio', 'reset', 'sim',
-               'policy']
-    body = [[str(r['workers']), str(r['episodes']), f"{r['wall_s']:.1f}",
+    """
+    Text table of ``cliprt-bench sim`` rows.
+
+    ``vs 1st``: env steps/s against the first row of the same executor and render path;
+    ``speedup``: policy steps/s of ``consumed`` over ``every_step`` at the same worker count.
+    """
+    first: dict[tuple, float] = {}
+    for r in rows:
+        first.setdefault(_path(r), r['env_steps_per_s'])
+    headers = ['executor', 'render', 'workers', 'episodes', 'wall s', 'env st/s', 'pol st/s',
+               'vs 1st', 'speedup', 'same', 'reset', 'sim', 'policy']
+    body = [[r.get('executor', 'process'), r.get('render', ''), str(r['workers']),
+             str(r['episodes']), f"{r['wall_s']:.1f}",
              f"{r['env_steps_per_s']:.2f}", f"{r['policy_steps_per_s']:.2f}",
-             f"{r['env_steps_per_s'] / base:.2f}",
+             f"{r['env_steps_per_s'] / first[_path(r)]:.2f}",
+             f"{r['speedup']:.2f}x" if 'speedup' in r else '',
+             str(r['same_results']) if 'same_results' in r else '',
              *(f"{100 * r['share'][k]:.1f}%" for k in ('reset', 'sim', 'policy'))]
             for r in rows]
     return table(headers, body)
+
+
+def _path(row: dict[str, Any]) -> tuple:
+    return row.get('executor', 'process'), row.get('render', '')
 
 
 def expert_table(rows: Sequence[dict[str, Any]]) -> str:

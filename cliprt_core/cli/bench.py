@@ -93,6 +93,17 @@ def _add_sim(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-steps', type=int, default=40, help='policy steps per episode')
     parser.add_argument('--camera-size', type=int, default=256)
     parser.add_argument('--wrist-camera', action='store_true')
+    parser.add_argument('--render', nargs='+', choices=['every_step', 'consumed'],
+                        default=['every_step', 'consumed'],
+                        help='render paths to measure side by side (default both): every_step '
+                             '= every camera at every step (before issue 14), consumed = only '
+                             'the frames a query uses')
+    parser.add_argument('--threads', type=int, default=None,
+                        help="torch threads of the policy (default: torch's; 1 keeps a busy "
+                             'machine from slowing the tiny policy down)')
+    parser.add_argument('--executors', nargs='+', choices=['process', 'ray'],
+                        default=['process'], help='env workers as processes and/or actors of '
+                        'a local Ray instance (started once, outside the timed runs)')
     parser.add_argument('--checkpoint')
     parser.add_argument('--model-config', default=None,
                         help='random weights of this model without --checkpoint (default '
@@ -189,10 +200,13 @@ def run_sim(args: argparse.Namespace) -> int:
     from cliprt_core.bench.sim_bench import run_sim_benchmark
     from cliprt_core.inference.factory import build_policy
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     policy = build_policy(args.checkpoint, args.model_config, device=args.device)
     rows = run_sim_benchmark(policy, args.workers, suite=args.suite, tasks=args.tasks,
                              episodes=args.episodes, max_steps=args.max_steps,
                              camera_size=args.camera_size, wrist_camera=args.wrist_camera,
+                             render=args.render, executors=args.executors,
                              on_row=lambda row: write_json_line(row, sys.stdout))
     print('\n' + sim_table(rows), file=sys.stderr)
     return 0

@@ -19,10 +19,10 @@ from typing import Sequence
 
 from cliprt_core.cli.options import add_config_flags, given_flags
 from cliprt_core.config import ConfigError
-from cliprt_core.eval.config import EvalConfig, load_eval_config
+from cliprt_core.eval.config import CLUSTER_SETTINGS, EvalConfig, load_eval_config
 
 # One episode of one task, in this process: these settings are not the demo's to choose.
-_FIXED = ('tasks', 'episodes', 'workers', 'progress')
+_FIXED = ('tasks', 'episodes', 'workers', 'progress', *CLUSTER_SETTINGS)
 
 
 def build_parser() -> argparse.ArgumentParser:

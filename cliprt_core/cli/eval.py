@@ -5,6 +5,7 @@
   cliprt-eval --config libero_10 --checkpoint clip-rt/clip-rt-finetuned-libero-10 --video
   cliprt-eval --suite libero_spatial --tasks 0 --episodes 2 --max-steps 16 --camera-size 128
   cliprt-eval --results-dir eval_results/run1 --summary-only     # re-tabulate episodes.jsonl
+  cliprt-eval --executor ray --ray-address auto --workers 64 --ray-policy-gpus 1 ...  # a cluster
 
 Without --checkpoint the random-weight ``cliprt-tiny`` model runs (smoke tests; ~0% success).
 A killed run resumes when started again with the same --results-dir. Extra ``key=value``
@@ -13,6 +14,7 @@ arguments override any EvalConfig field (``binarize_gripper=true``, ``policy.bac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from typing import Sequence
@@ -26,13 +28,18 @@ from cliprt_core.signals import exit_code, StopRequest
 # module (this file, when run as cliprt-eval); torch and the results code load inside main().
 
 
-def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
-                 ) -> argparse.ArgumentParser:
-    """Build the parser: ``--config``, one flag per EvalConfig setting, ``--summary-only``."""
+def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__,
+                 exclude: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """
+    Build the parser: ``--config``, one flag per EvalConfig setting, ``--summary-only``.
+
+    ``exclude``: EvalConfig settings without a flag (e.g. ``CLUSTER_SETTINGS`` for a front end
+    that runs one simulator).
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', help='eval config: a name under config/eval/ or a YAML path')
-    add_config_flags(parser, EvalConfig)
+    add_config_flags(parser, EvalConfig, exclude)
     parser.add_argument('--summary-only', action='store_true',
                         help='only rewrite summary.json, results.md, success.png from '
                         'episodes.jsonl')
@@ -41,15 +48,21 @@ def build_parser(prog: str = 'cliprt-eval', description: str | None = __doc__
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
+def config_from_args(args: argparse.Namespace, exclude: Sequence[str] = ()) -> EvalConfig:
     """Return the config file (if any), then the flags, then ``key=value`` overrides."""
-    return load_eval_config(args.config, given_flags(args, EvalConfig), args.overrides)
+    return load_eval_config(args.config, given_flags(args, EvalConfig, exclude), args.overrides)
 
 
 def load_policy(config: EvalConfig, prog: str = 'cliprt-eval'):
     """Return the policy to evaluate; says so loudly when it has random weights."""
     from cliprt_core.inference.factory import describe_weights, load_policy as load
 
+    if config.executor == 'ray' and config.ray_policy_gpus > 0:
+        from cliprt_core.eval.ray_hosts import RayPolicy
+
+        print(f'{prog}: the policy runs in a Ray actor with {config.ray_policy_gpus} GPU(s)',
+              file=sys.stderr)
+        return RayPolicy(config.policy, config.ray_policy_gpus)
     policy = load(config.policy)
     print(f'{prog}: {describe_weights(policy, config.policy)}', file=sys.stderr)
     return policy
@@ -70,6 +83,7 @@ def summary_only(config: EvalConfig, prog: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from cliprt_core.atomic import DiskFullError
+    from cliprt_core.eval.ray_hosts import RayUnavailableError
     from cliprt_core.eval.report import report
     from cliprt_core.eval.results import ResultsDir, ResultsMismatchError
     from cliprt_core.inference.factory import PolicyLoadError
@@ -86,14 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = ResultsDir(config.default_results_dir())
     stop = StopRequest('stopping after the current round; finished episodes are kept')
+    session = contextlib.nullcontext()
+    if config.executor == 'ray':
+        from cliprt_core.eval.ray_hosts import RaySession
+
+        session = RaySession(config.ray_address)
     try:
         # Check the folder before loading a large model; write to it only once the policy loaded.
         results.check_run(config.protocol_settings(), write=False)
-        policy = load_policy(config)
-        with stop:
-            summary = run_evaluation(config, policy, results_dir=str(results.path),
-                                     stop=lambda: stop.requested)
-    except (ResultsMismatchError, PolicyLoadError) as exc:
+        with session:
+            policy = load_policy(config)
+            with stop:
+                summary = run_evaluation(config, policy, results_dir=str(results.path),
+                                         stop=lambda: stop.requested)
+    except (ResultsMismatchError, PolicyLoadError, RayUnavailableError,
+            ConnectionError) as exc:
         print(f'cliprt-eval: {exc}', file=sys.stderr)
         return 2
     except DiskFullError as exc:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from cliprt_core.config import (ConfigError, load_config, merge, nest, parse_index_ranges,
                                 read_yaml, setting)
@@ -29,7 +30,15 @@ class EvalConfig:
     first_episode: int = setting(0, 'first fixed initial state: episodes run on init states '
                                  'first_episode .. first_episode+episodes-1 (e.g. 40 with '
                                  'episodes 10: states held out from training on 0..39)')
-    workers: int = setting(1, 'env worker processes (1: the env runs in the main process)')
+    workers: int = setting(1, 'env worker processes (1: the env runs in the main process), or '
+                           'env worker actors with executor ray')
+    executor: Literal['process', 'ray'] = setting('process', 'where env workers run: process '
+                                                  '(this machine) | ray (Ray actors on a '
+                                                  'cluster; needs the ray extra)')
+    ray_address: str = setting('', "Ray cluster to join with executor ray (e.g. 'auto' or "
+                               "'ray://head:10001'); empty = start a local Ray instance")
+    ray_policy_gpus: float = setting(0.0, 'executor ray: GPUs of a Ray actor that serves the '
+                                     'policy (batched); 0 = the policy runs in this process')
     max_steps: int | None = setting(None, 'cap on the per-suite horizon (smoke runs; not the '
                                     'protocol); unset = the protocol horizon')
     seed: int = setting(protocol.GLOBAL_SEED, 'evaluation seed (protocol: 7)')
@@ -43,6 +52,13 @@ class EvalConfig:
                                  'controller does anyway)')
     binarize_gripper: bool = setting(False, 'gripper -> sign(gripper) (+1 close / -1 open), as '
                                      'OpenVLA-OFT does')
+    render_all_steps: bool = setting(False, 'render every camera at every simulator step (the '
+                                     'path before issue 14; same results, ~4x slower: for '
+                                     'benchmarks). Default: only the frames a query or video '
+                                     'uses')
+    cache_model: bool = setting(True, 'hard resets copy the compiled MuJoCo model instead of '
+                                'recompiling it (bit-identical, ~2 s less per episode); false = '
+                                'recompile every episode (the path before issue 14)')
     video: bool = setting(False, 'write an MP4 per episode under <results_dir>/videos')
     results_dir: str | None = setting(None, 'results folder (reused = resumed); empty = '
                                       'eval_results/<policy>')
@@ -64,6 +80,10 @@ class EvalConfig:
                               f'{protocol.NUM_INIT_STATES}: 0..{protocol.NUM_INIT_STATES - 1})')
         if self.workers < 1:
             raise ConfigError(f'workers: must be >= 1, got {self.workers}')
+        if self.ray_policy_gpus < 0:
+            raise ConfigError(f'ray_policy_gpus: must be >= 0, got {self.ray_policy_gpus}')
+        if self.executor != 'ray' and (self.ray_address or self.ray_policy_gpus):
+            raise ConfigError('ray_address and ray_policy_gpus need executor: ray')
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f'max_steps: must be >= 1, got {self.max_steps}')
         if self.camera_size < 8:
@@ -110,15 +130,28 @@ class EvalConfig:
     def episode_options(self) -> dict[str, Any]:
         """Return the per-episode settings of :class:`~cliprt_core.eval.episode.Episode`."""
         return {'max_steps': self.max_steps, 'clip_actions': self.clip_actions,
-                'binarize_gripper': self.binarize_gripper}
+                'binarize_gripper': self.binarize_gripper,
+                'render_all_steps': self.render_all_steps}
 
     def env_factory(self):
-        """Return the (picklable) LIBERO env factory of this run's camera, seed, settle steps."""
+        """
+        Return the (picklable) LIBERO env factory of this run's camera, seed, settle steps.
+
+        Several env workers share the machine's cores for the software renderer instead of each
+        starting one render thread per core; a Ray actor (1 CPU) renders with one thread.
+        """
         from cliprt_core.eval.worker import LiberoEnvFactory
 
+        if self.executor == 'ray':
+            threads: int | None = 1
+        elif self.workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+        else:
+            threads = None
         return LiberoEnvFactory(camera_size=self.camera_size, seed=self.seed,
                                 wrist_camera=self.wrist_camera,
-                                num_dummy_steps=self.num_dummy_steps)
+                                num_dummy_steps=self.num_dummy_steps, render_threads=threads,
+                                cache_model=self.cache_model)
 
     def run_settings(self) -> dict[str, Any]:
         """Return the protocol settings plus the selection: the common part of ``run.json``."""
@@ -132,6 +165,11 @@ class EvalConfig:
                 'seed': self.seed, 'max_steps': self.max_steps, 'camera_size': self.camera_size,
                 'num_dummy_steps': self.num_dummy_steps, 'clip_actions': self.clip_actions,
                 'binarize_gripper': self.binarize_gripper}
+
+
+#: Settings of the executor the env workers run on (the runner's); a single-simulator front end
+#: (cliprt-demo, the ROS bridge and run_eval) does not take them.
+CLUSTER_SETTINGS = ('executor', 'ray_address', 'ray_policy_gpus')
 
 
 def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] | None = None,

@@ -15,7 +15,12 @@ Two ways to drive it:
       record = episode.result().to_record()
 
 The protocol it enforces: every action of a chunk runs before the next query; the episode stops
-at the first success or when the horizon (``min(env.horizon, max_steps)``) is used up. Any
+at the first success or when the horizon (``min(env.horizon, max_steps)``) is used up.
+
+Only what is consumed is rendered: the cameras at the last step of a chunk (the observation of
+the next query), every step's frame only when a video is written. Skipped renders change neither
+the physics nor any later frame, so results equal those of ``render_all_steps=True`` (the old
+path: every camera at every step), which is tested and kept for benchmarks. Any
 exception of the simulator (reset or step), an invalid chunk (wrong shape, NaN/inf), or an error
 reported by the caller through ``fail()`` ends the episode as a failure with the error recorded.
 """
@@ -47,7 +52,7 @@ class TaskEnv(Protocol):
 
     def reset(self, init_state_index: int) -> Any: ...
 
-    def step(self, action: np.ndarray) -> Any: ...
+    def step(self, action: np.ndarray, render: bool = True) -> Any: ...
 
     def state_fingerprint(self) -> str: ...
 
@@ -115,7 +120,7 @@ class Episode:
 
     def __init__(self, env: TaskEnv, init_index: int, *, max_steps: int | None = None,
                  video: str | os.PathLike | None = None, clip_actions: bool = True,
-                 binarize_gripper: bool = False) -> None:
+                 binarize_gripper: bool = False, render_all_steps: bool = False) -> None:
         if max_steps is not None and max_steps < 1:
             raise ValueError(f'max_steps must be >= 1, got {max_steps}')
         self.env = env
@@ -123,6 +128,7 @@ class Episode:
         self.limit = env.horizon if max_steps is None else min(env.horizon, int(max_steps))
         self.clip_actions = clip_actions
         self.binarize_gripper = binarize_gripper
+        self.render_all_steps = render_all_steps
         self._video = VideoWriter(video) if video is not None else None
         self._state = 'new'
         self._observation = None
@@ -186,10 +192,11 @@ class Episode:
             self._finish(success=False, error=exc)
             return None
         result = None
-        for action in actions:
+        last = len(actions) - 1
+        for index, action in enumerate(actions):
             t = time.perf_counter()
             try:
-                result = self.env.step(action)
+                result = self.env.step(action, render=self._render(index == last))
             except Exception as exc:  # simulator failure: recorded, evaluation goes on
                 self._timing.sim_s += time.perf_counter() - t
                 self._finish(success=False, error=exc)
@@ -222,6 +229,12 @@ class Episode:
         return self._result
 
     # --- internals -----------------------------------------------------------------------------
+    def _render(self, last_of_chunk: bool) -> bool:
+        """Tell whether the next step's frames are consumed (a query, a video, the old path)."""
+        if self.render_all_steps or self._video is not None:
+            return True
+        return last_of_chunk and self._steps + 1 < self.limit
+
     def _prepare(self, chunk: np.ndarray) -> np.ndarray:
         actions = np.asarray(chunk, dtype=np.float64)
         if actions.ndim == 1:

@@ -16,9 +16,16 @@ A killed run loses at most the episodes in flight: finished ones are on disk and
 ``done_episodes()`` tells a resumed run what to skip. Reading skips torn or corrupted lines (with
 a warning) and never fails; a run that starts (``check_run``) moves them to
 ``episodes.corrupt.jsonl`` first, so its new episodes never land behind a broken line.
+
+Several writers may share one folder (the ROS evaluation with ``--num-envs N``: N bridges, each
+running a disjoint shard, in threads or processes): appends, the start-up repair and the summary
+each hold an exclusive ``flock`` on ``.results.lock`` in the folder, so no writer truncates
+another's line in progress, and the last summary written includes every appended episode.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -84,10 +91,21 @@ class ResultsDir:
                     'use another --results-dir or delete it')
             settings = {**previous, **settings}
         if write:
-            self.path.mkdir(parents=True, exist_ok=True)
-            clean_stale_temp_files(self.path, recursive=True)
-            self.repair()
-            atomic_write_json(self.run_path, settings)
+            with self.locked():
+                clean_stale_temp_files(self.path, recursive=True)
+                self.repair()
+                atomic_write_json(self.run_path, settings)
+
+    @contextmanager
+    def locked(self):
+        """Hold the folder's writer lock (threads and processes; local file systems)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / '.results.lock', 'a') as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- episodes ------------------------------------------------------------------------------
     def append(self, result: EpisodeResult | dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +113,8 @@ class ResultsDir:
         record = result.to_record() if isinstance(result, EpisodeResult) else dict(result)
         if record.get('video'):
             record['video'] = self._relative(record['video'])
-        self.path.mkdir(parents=True, exist_ok=True)
-        append_jsonl(self.episodes_path, record)
+        with self.locked():
+            append_jsonl(self.episodes_path, record)
         return record
 
     def repair(self) -> int:
@@ -154,6 +172,10 @@ class ResultsDir:
 
         ``expected``: the episodes the run was asked for (to report what is still missing).
         """
+        with self.locked():
+            return self._write_summary(expected, run, plot)
+
+    def _write_summary(self, expected, run, plot):
         records = self.records()
         if expected is not None:
             wanted = set(expected)

@@ -4,6 +4,8 @@ Run the LIBERO evaluation: N env hosts, one policy, resumable results.
 - ``workers == 1``: the environment runs in this process (no IPC; simplest to debug).
 - ``workers > 1``: N spawned worker processes own the environments; this process owns the policy
   and answers every worker that is waiting for a chunk with ONE ``act_batch`` forward.
+- ``executor == 'ray'``: the N env hosts are Ray actors (:mod:`cliprt_core.eval.ray_hosts`),
+  scheduled exactly like worker processes; this process still writes every result.
 
 Every episode reseeds from (seed, suite, task, init state) and gets a fresh simulator state, so
 its outcome does not depend on which host runs it or what ran before: per-episode results equal
@@ -13,6 +15,7 @@ on the other images of its batch, which holds for fp32 on CPU).
 from __future__ import annotations
 
 from collections import deque, OrderedDict
+import contextlib
 from datetime import datetime, timezone
 import multiprocessing as mp
 from multiprocessing.connection import wait
@@ -222,27 +225,41 @@ def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory |
     finished_now: list[dict[str, Any]] = []
     progress = _Progress(config.progress, total=len(wanted), previous=previous)
     slots: list = []
+    session = contextlib.nullcontext()
+    if todo and config.executor == 'ray':
+        from cliprt_core.eval.ray_hosts import RaySession
+
+        session = RaySession(config.ray_address)
     try:
-        if todo:
-            options = config.episode_options()
-            n_hosts = min(config.workers, len(todo))
-            if config.workers == 1:
-                slots = [_LocalSlot(factory, options)]
-            else:
-                slots = [_ProcessSlot(i, factory, options) for i in range(n_hosts)]
-            _drive(slots, _Queue(todo), _batch_fn(policy), results, config, progress,
-                   finished_now, on_episode, stop or (lambda: False))
+        with session:
+            try:
+                if todo:
+                    slots = _make_slots(config, factory, min(config.workers, len(todo)))
+                    _drive(slots, _Queue(todo), _batch_fn(policy), results, config, progress,
+                           finished_now, on_episode, stop or (lambda: False))
+            finally:
+                for slot in slots:
+                    slot.close()
     finally:
-        for slot in slots:
-            slot.close()
         progress.close()
         wall = time.perf_counter() - started
-        run = {**config.run_settings(), 'workers': config.workers,
+        run = {**config.run_settings(), 'workers': config.workers, 'executor': config.executor,
                'started_at': started_at, 'wall_s': round(wall, 3),
                'episodes_this_run': len(finished_now),
                'policy_steps_this_run': sum(r['steps'] for r in finished_now)}
         summary = results.write_summary(expected=wanted, run=run)
     return summary
+
+
+def _make_slots(config: EvalConfig, factory: EnvFactory, n_hosts: int) -> list:
+    options = config.episode_options()
+    if config.executor == 'ray':
+        from cliprt_core.eval.ray_hosts import RaySlot
+
+        return [RaySlot(i, factory, options) for i in range(n_hosts)]
+    if config.workers == 1:
+        return [_LocalSlot(factory, options)]
+    return [_ProcessSlot(i, factory, options) for i in range(n_hosts)]
 
 
 def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
@@ -291,6 +308,10 @@ def _ready(busy: list) -> list:
     local = [s for s in busy if isinstance(s, _LocalSlot)]
     if local:
         return local
+    if not isinstance(busy[0], _ProcessSlot):  # Ray actors
+        from cliprt_core.eval.ray_hosts import ready_slots
+
+        return ready_slots(busy)
     by_conn = {s.conn: s for s in busy}
     ready = wait(list(by_conn))
     ready += list(wait([c for c in by_conn if c not in ready], timeout=0))

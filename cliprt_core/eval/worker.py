@@ -14,6 +14,7 @@ and gets back ``("obs", agentview_upright, instruction)`` or ``("done", record)`
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 import signal
 from typing import Any, Callable
 
@@ -27,19 +28,30 @@ Reply = tuple
 
 @dataclass(frozen=True)
 class LiberoEnvFactory:
-    """Picklable factory of :class:`~cliprt_core.sim.LiberoTaskEnv` (for worker processes)."""
+    """
+    Picklable factory of :class:`~cliprt_core.sim.LiberoTaskEnv` (for worker processes).
+
+    ``render_threads``: threads of Mesa's software renderer (llvmpipe, ``LP_NUM_THREADS``) in
+    the process that builds the env; None = Mesa's default (one per core). It takes effect only
+    before the process's first render context and never overrides the user's variable.
+    """
 
     camera_size: int = protocol.CAMERA_SIZE
     seed: int = protocol.GLOBAL_SEED
     wrist_camera: bool = False
     num_dummy_steps: int = protocol.NUM_DUMMY_STEPS
+    render_threads: int | None = None
+    cache_model: bool = True
 
     def __call__(self, suite: str, task_id: int):
         from cliprt_core.sim import LiberoTaskEnv
 
+        if self.render_threads is not None:
+            os.environ.setdefault('LP_NUM_THREADS', str(self.render_threads))
         return LiberoTaskEnv(suite, task_id, camera_size=self.camera_size, seed=self.seed,
                              wrist_camera=self.wrist_camera,
-                             num_dummy_steps=self.num_dummy_steps)
+                             num_dummy_steps=self.num_dummy_steps,
+                             cache_model=self.cache_model)
 
 
 def failure_record(spec: EpisodeSpec, error: BaseException | str, task: str = '') -> dict:

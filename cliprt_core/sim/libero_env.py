@@ -21,7 +21,7 @@ from pathlib import Path
 import random
 
 from cliprt_core.orientation import libero_to_upright
-from cliprt_core.sim import protocol
+from cliprt_core.sim import model_cache, protocol
 from cliprt_core.sim.libero_setup import import_libero
 import numpy as np
 
@@ -35,9 +35,13 @@ class HorizonExceededError(RuntimeError):
 
 @dataclass
 class Observation:
-    """What the simulator shows after a reset or a step (images upright, uint8 HxWx3)."""
+    """
+    What the simulator shows after a reset or a step (images upright, uint8 HxWx3).
 
-    agentview: np.ndarray
+    Images are None for a step taken with ``render=False`` (and ``wrist`` without a wrist camera).
+    """
+
+    agentview: np.ndarray | None
     wrist: np.ndarray | None
     joint_states: np.ndarray  # (7,) arm joint positions
     gripper_states: np.ndarray  # (2,) finger joint positions
@@ -45,10 +49,10 @@ class Observation:
     eef_quat: np.ndarray  # (4,) xyzw
 
     @classmethod
-    def from_robosuite(cls, raw: dict) -> 'Observation':
-        wrist = raw.get(f'{WRIST}_image')
+    def from_robosuite(cls, raw: dict, images: bool = True) -> 'Observation':
+        wrist = raw.get(f'{WRIST}_image') if images else None
         return cls(
-            agentview=libero_to_upright(raw[f'{AGENTVIEW}_image']),
+            agentview=libero_to_upright(raw[f'{AGENTVIEW}_image']) if images else None,
             wrist=None if wrist is None else libero_to_upright(wrist),
             joint_states=np.asarray(raw['robot0_joint_pos'], dtype=np.float64).copy(),
             gripper_states=np.asarray(raw['robot0_gripper_qpos'], dtype=np.float64).copy(),
@@ -96,7 +100,7 @@ class LiberoTaskEnv:
                  seed: int = protocol.GLOBAL_SEED, wrist_camera: bool = False,
                  horizon: int | None = None,
                  num_dummy_steps: int = protocol.NUM_DUMMY_STEPS,
-                 fast_settle: bool = True) -> None:
+                 fast_settle: bool = True, cache_model: bool = True) -> None:
         self.suite = protocol.check_suite(suite)
         n_tasks = protocol.NUM_TASKS[suite]
         if not 0 <= int(task_id) < n_tasks:
@@ -132,6 +136,10 @@ class LiberoTaskEnv:
         self._env = libero.OffScreenRenderEnv(
             bddl_file_name=str(self.bddl_file), camera_heights=self.camera_size,
             camera_widths=self.camera_size, camera_names=cameras)
+        #: Later hard resets copy the compiled MuJoCo model instead of recompiling it (bit-
+        #: identical; :mod:`cliprt_core.sim.model_cache`); None when disabled or unsupported.
+        self.model_cache = (model_cache.install(getattr(self._env, 'env', None))
+                            if cache_model else None)
         #: The sentence in the BDDL file (not what policies are given).
         self.bddl_language: str = self._env.language_instruction
         self._env.seed(0)  # protocol; every reset reseeds per episode anyway
@@ -184,8 +192,13 @@ class LiberoTaskEnv:
         self._active = True
         return Observation.from_robosuite(raw)
 
-    def step(self, action: np.ndarray) -> StepResult:
-        """Execute one 7-D action; raises once the episode ended (success or horizon)."""
+    def step(self, action: np.ndarray, render: bool = True) -> StepResult:
+        """
+        Execute one 7-D action; raises once the episode ended (success or horizon).
+
+        ``render=False`` skips the camera renders of this step (the observation's images are
+        None); physics, success and the frames of later rendered steps are unchanged (tested).
+        """
         if not self._active:
             raise RuntimeError('step() before reset()')
         if self._success:
@@ -198,10 +211,12 @@ class LiberoTaskEnv:
                              f'got {vector.shape}')
         if not np.isfinite(vector).all():
             raise ValueError(f'action has non-finite values: {vector}')
-        raw, reward, done, _ = self._env.step(vector.tolist())
+        with contextlib.nullcontext() if render else self.unseen_frames():
+            raw, reward, done, _ = self._env.step(vector.tolist())
         self._steps += 1
         self._success = bool(done)
-        return StepResult(observation=Observation.from_robosuite(raw), success=self._success,
+        return StepResult(observation=Observation.from_robosuite(raw, images=render),
+                          success=self._success,
                           steps=self._steps,
                           truncated=not self._success and self._steps >= self.horizon,
                           reward=float(reward))
