@@ -181,7 +181,10 @@ def test_ray_executor_gives_the_same_episodes_and_resumes_exactly_once(reference
     """Env workers as actors of a local Ray instance; the driver (one writer) is interrupted
     after its first finished episode, then resumed: each episode once, equal to in-process."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from cliprt_core.eval.ray_hosts import keep_signal_handlers
+
+    with keep_signal_handlers():  # later tests need the default SIGTERM handling
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         cfg = config(tmp_path, workers=2, executor="ray")
 

@@ -13,6 +13,8 @@ for it. Every machine of the cluster needs cliprt installed (the same version) a
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 from typing import Any
 
 from cliprt_core.eval.worker import EnvFactory, EpisodeHost, EpisodeSpec, failure_record
@@ -32,6 +34,22 @@ def import_ray():
     return ray
 
 
+@contextlib.contextmanager
+def keep_signal_handlers():
+    """
+    Undo the SIGINT / SIGTERM handlers ``ray.init`` installs in the driver.
+
+    The evaluation stops at a safe point on these signals (cliprt_core.signals); Ray's own
+    handler would end the driver at once instead.
+    """
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 class RaySession:
     """``ray.init`` on entry unless Ray already runs here; ``ray.shutdown`` if we started it."""
 
@@ -43,8 +61,9 @@ class RaySession:
         ray = import_ray()
         if not ray.is_initialized():
             options = {} if self.address else {'include_dashboard': False}  # local: no dashboard
-            ray.init(address=self.address, log_to_driver=False, configure_logging=False,
-                     **options)
+            with keep_signal_handlers():
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False,
+                         **options)
             self.started = True
         return self
 
