@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 
 
@@ -57,41 +56,27 @@ def _nodes(args):
 def run(args):
     """Spin the three nodes for ``args.seconds`` after warm-up; return the measurements."""
     import numpy as np
-    from rclpy.executors import SingleThreadedExecutor
 
-    from cliprt_ros.spin import spin_until
+    from cliprt_ros.spin import spinning
 
     nodes = _nodes(args)
     camera, policy, executor_node = nodes
-    stop = threading.Event()
-    executors, threads = [], []
-    for node in nodes:
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executors.append(executor)
-        threads.append(threading.Thread(target=spin_until, args=(executor, stop.is_set),
-                                        daemon=True))
-        threads[-1].start()
     try:
-        deadline = time.monotonic() + 60
-        while executor_node.runtime.counters.executed < 20 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        runtime = executor_node.runtime
-        runtime.scheduler.first_action_latency.clear()  # measure from here on
-        executor_node.tick_intervals.clear()
-        before = runtime.counters.as_dict()
-        time.sleep(args.seconds)
-        counters = {k: v - before[k] for k, v in runtime.counters.as_dict().items()}
-        ticks = executor_node.tick_intervals.summary()
-        first = runtime.scheduler.first_action_latency.summary()
-        queries = policy.query_latency.summary()
-        intervals = np.array(executor_node.tick_intervals.values())
+        with spinning(nodes):
+            deadline = time.monotonic() + 60
+            while executor_node.runtime.counters.executed < 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            runtime = executor_node.runtime
+            runtime.scheduler.first_action_latency.clear()  # measure from here on
+            executor_node.tick_intervals.clear()
+            before = runtime.counters.as_dict()
+            time.sleep(args.seconds)
+            counters = {k: v - before[k] for k, v in runtime.counters.as_dict().items()}
+            ticks = executor_node.tick_intervals.summary()
+            first = runtime.scheduler.first_action_latency.summary()
+            queries = policy.query_latency.summary()
+            intervals = np.array(executor_node.tick_intervals.values())
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
-        for executor in executors:
-            executor.shutdown()
         for node in nodes:
             node.destroy_node()
     period = executor_node.config.control_period

@@ -29,13 +29,12 @@ as ``cliprt-eval`` prints it. Only the flags given override the parameter file.
 
 import os
 import sys
-import threading
 import time
 
 from cliprt_core.cli.options import add_config_flags, all_but, given_flags
 from cliprt_core.config import ConfigError
 from cliprt_core.eval.config import CLUSTER_SETTINGS
-from cliprt_ros.spin import spin_until
+from cliprt_ros.spin import spinning
 
 
 def build_parser():
@@ -198,55 +197,24 @@ def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
         return bridge.summary
     from rclpy.executors import SingleThreadedExecutor
 
-    stop = threading.Event()
-    executors, threads = [], []
-    try:
-        for node in (policy_node, *extra_nodes):
-            node_executor = SingleThreadedExecutor(context=bridge.context)
-            node_executor.add_node(node)
-            executors.append(node_executor)
-            threads.append(threading.Thread(
-                target=spin_until, args=(node_executor, stop.is_set), daemon=True,
-                name=f'spin_{node.get_name()}'))
-            threads[-1].start()
+    with spinning((policy_node, *extra_nodes), bridge.context):
         main_executor = SingleThreadedExecutor(context=bridge.context)
         main_executor.add_node(bridge)
-        executors.append(main_executor)
-        spin_until_finished(main_executor, bridge)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-        for node_executor in executors:
-            node_executor.shutdown()
+        try:
+            spin_until_finished(main_executor, bridge)
+        finally:
+            main_executor.shutdown()
     return bridge.summary
 
 
 def _run_shards(policy_node, bridges, extra_nodes):
     """Spin N bridges (one thread each) and the policy node until every bridge finished."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
 
-    stop = threading.Event()
-    executors, threads = [], []
     context = bridges[0].context
-    try:
-        for node in (policy_node, *extra_nodes, *bridges):
-            node_executor = SingleThreadedExecutor(context=context)
-            node_executor.add_node(node)
-            executors.append(node_executor)
-            threads.append(threading.Thread(
-                target=spin_until, args=(node_executor, stop.is_set), daemon=True,
-                name=f'spin_{node.get_namespace()}_{node.get_name()}'))
-            threads[-1].start()
+    with spinning((policy_node, *extra_nodes, *bridges), context):
         while rclpy.ok(context=context) and not all(b.finished for b in bridges):
             time.sleep(0.05)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-        for node_executor in executors:
-            node_executor.shutdown()
     if not all(b.finished for b in bridges):
         return None
     first = bridges[0]

@@ -11,7 +11,9 @@ When a shutdown lands while an executor builds its wait set, rclpy may raise ``R
 an invalid context instead of ``ExternalShutdownException``: both mean "stop".
 """
 
+import contextlib
 import signal
+import threading
 
 import rclpy
 from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
@@ -121,3 +123,31 @@ def run_node(create_node, name, spin=None, args=None, executor_kind=None):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+@contextlib.contextmanager
+def spinning(nodes, context=None):
+    """
+    Spin each of ``nodes`` on its own ``SingleThreadedExecutor`` thread while the block runs.
+
+    One executor per node keeps one node's slow callback (a model query, a simulator step) from
+    delaying the others; on exit the threads stop and the executors shut down.
+    """
+    stop = threading.Event()
+    executors, threads = [], []
+    try:
+        for node in nodes:
+            executor = SingleThreadedExecutor(context=context or node.context)
+            executor.add_node(node)
+            executors.append(executor)
+            threads.append(threading.Thread(
+                target=spin_until, args=(executor, stop.is_set), daemon=True,
+                name=f'spin_{node.get_namespace()}_{node.get_name()}'))
+            threads[-1].start()
+        yield executors
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        for executor in executors:
+            executor.shutdown()
