@@ -17,7 +17,7 @@ import contextlib
 import signal
 from typing import Any
 
-from cliprt_core.eval.worker import EnvFactory, EpisodeHost, EpisodeSpec, failure_record
+from cliprt_core.eval.worker import EnvFactory, EnvSlot, EpisodeHost, failure_record
 
 
 class RayUnavailableError(ValueError):
@@ -85,15 +85,11 @@ class _EnvHostActor:
         self.host.close()
 
 
-class RaySlot:
+class RaySlot(EnvSlot):
     """An EpisodeHost in a Ray actor; the runner's slot interface (``send`` / ``receive``)."""
 
     def __init__(self, index: int, env_factory: EnvFactory, options: dict[str, Any]) -> None:
-        self.index = index
-        self.env_factory = env_factory
-        self.options = options
-        self.spec: EpisodeSpec | None = None
-        self.task_key: tuple[str, int] | None = None
+        super().__init__(index, env_factory, options)
         self.ref = None
         self._start_actor()
 
@@ -108,9 +104,7 @@ class RaySlot:
         self.task_key = None
 
     def send(self, command: str, *args) -> None:
-        if command == 'start':
-            self.spec = args[0]
-            self.task_key = args[0][:2]
+        self.note(command, args)
         self.ref = self.actor.handle.remote(command, *args)
 
     def receive(self):

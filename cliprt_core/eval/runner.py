@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from cliprt_core.eval.config import EvalConfig
 from cliprt_core.eval.episode import format_error
 from cliprt_core.eval.results import record_key, ResultsDir
-from cliprt_core.eval.worker import (EnvFactory, EpisodeHost, EpisodeSpec, failure_record,
+from cliprt_core.eval.worker import (EnvFactory, EnvSlot, EpisodeHost, EpisodeSpec, failure_record,
                                      worker_main)
 import numpy as np
 
@@ -77,13 +77,12 @@ def _as_chunk(output: Any) -> np.ndarray:
 
 
 # --- hosts -----------------------------------------------------------------------------------
-class _LocalSlot:
+class _LocalSlot(EnvSlot):
     """An EpisodeHost in this process: every command completes immediately."""
 
     def __init__(self, env_factory: EnvFactory, options: dict[str, Any]) -> None:
+        super().__init__(0, env_factory, options)
         self.host = EpisodeHost(env_factory, options)
-        self.spec: EpisodeSpec | None = None
-        self.task_key: tuple[str, int] | None = None
         self._reply = None
 
     @property
@@ -91,9 +90,7 @@ class _LocalSlot:
         return self._reply is not None
 
     def send(self, command: str, *args) -> None:
-        if command == 'start':
-            self.spec = args[0]
-            self.task_key = args[0][:2]
+        self.note(command, args)
         self._reply = self.host.handle(command, *args)
 
     def receive(self):
@@ -104,15 +101,11 @@ class _LocalSlot:
         self.host.close()
 
 
-class _ProcessSlot:
+class _ProcessSlot(EnvSlot):
     """An EpisodeHost in a spawned worker process, driven over a pipe."""
 
     def __init__(self, index: int, env_factory: EnvFactory, options: dict[str, Any]) -> None:
-        self.index = index
-        self.env_factory = env_factory
-        self.options = options
-        self.spec: EpisodeSpec | None = None
-        self.task_key: tuple[str, int] | None = None
+        super().__init__(index, env_factory, options)
         self.busy = False
         self._start_process()
 
@@ -126,9 +119,7 @@ class _ProcessSlot:
         self.task_key = None
 
     def send(self, command: str, *args) -> None:
-        if command == 'start':
-            self.spec = args[0]
-            self.task_key = args[0][:2]
+        self.note(command, args)
         try:
             self.conn.send((command, *args))
         except (BrokenPipeError, OSError):

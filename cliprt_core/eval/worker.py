@@ -139,6 +139,23 @@ class EpisodeHost:
                 pass
 
 
+class EnvSlot:
+    """The episode and task one env host runs (in-process, a spawned process, a Ray actor)."""
+
+    def __init__(self, index: int, env_factory: EnvFactory, options: dict[str, Any]) -> None:
+        self.index = index
+        self.env_factory = env_factory
+        self.options = options
+        self.spec: EpisodeSpec | None = None
+        self.task_key: tuple[str, int] | None = None
+
+    def note(self, command: str, args: tuple) -> None:
+        """Remember the episode a ``start`` command begins."""
+        if command == 'start':
+            self.spec = args[0]
+            self.task_key = args[0][:2]
+
+
 def worker_main(conn, env_factory: EnvFactory, episode_options: dict[str, Any]) -> None:
     """Entry point of an env worker process (spawned by the runner)."""
     # Ctrl-C and SIGTERM to the process group are the main process's to handle: it stops at a
