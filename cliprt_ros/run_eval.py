@@ -12,8 +12,9 @@ multi``): every image and action chunk still goes through rclpy topics (DDS).
   python -m cliprt_ros.run_eval --checkpoint PATH --mode realtime --real-time-factor 0.25 \
       --publish-clock --aggregation ensemble --added-latency 0.2     # as on a robot
 
-``--num-envs N`` runs N simulators in parallel: N bridges in the namespaces ``env0`` ..
-``env<N-1>`` (under ``--namespace``), each a disjoint shard of the episode list (``shard: i/N``),
+``--num-envs N`` runs N simulators in parallel: N bridge processes (one simulator each, as the
+launch file starts them) in the namespaces ``env0`` .. ``env<N-1>`` (under ``--namespace``),
+each a disjoint shard of the episode list (``shard: i/N``),
 all served by ONE policy node (``robots: env0,...``) that answers their pending images in one
 batch; one results folder (appends are locked), per-episode records equal to a single simulator.
 
@@ -94,8 +95,9 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
     """
     Create ``(policy_node, bridge_node, extra_nodes)`` for EvalConfig ``config``.
 
-    ``num_envs`` > 1: ``bridge_node`` is a list of N bridges (namespaces :func:`env_namespaces`
-    under ``namespace``, shard i/N each) and the policy node serves them all (``robots``).
+    ``num_envs`` > 1: ``bridge_node`` is a list of N :class:`~cliprt_ros.bridge_process.
+    BridgeProcess` (one simulator process each, namespaces :func:`env_namespaces` under
+    ``namespace``, shard i/N each) and the policy node serves them all (``robots``).
 
     ``policy`` (a loaded cliprt_core Policy) and ``env_factory`` are optional injections for
     tests and benchmarks; by default the policy node loads what ``config`` names. ``runtime``:
@@ -147,13 +149,15 @@ def create_nodes(config, namespace='', params_file=None, policy=None,
                                       parameter_overrides=overrides(bridge_values))
             made.append(bridge)
         else:
+            from cliprt_ros.bridge_process import BridgeProcess
+
             policy_values['robots'] = ','.join(env_namespaces(num_envs))
             for index, env in enumerate(env_namespaces(num_envs)):
-                made.append(LiberoBridgeNode(
-                    env_factory=env_factory, log_report=False,
-                    namespace=f'{namespace.rstrip("/")}/{env}' if namespace else env,
-                    cli_args=cli_args, parameter_overrides=overrides(
-                        {**bridge_values, 'shard': f'{index}/{num_envs}'})))
+                made.append(BridgeProcess(
+                    f'{namespace.rstrip("/")}/{env}' if namespace else env, cli_args,
+                    {**bridge_values, 'shard': f'{index}/{num_envs}'}, env_factory))
+            for each in made:
+                each.wait_ready()
             bridge = list(made)
         if realtime:
             from cliprt_ros.executor_node import ActionExecutorNode
@@ -176,8 +180,8 @@ def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
     """
     Spin both nodes (and ``extra_nodes``) in this process until the bridge has finished.
 
-    ``bridge`` may be a list of bridges (``--num-envs``): each spins on its own thread, the run
-    ends when all have finished, and the summary of the shared results folder is written once.
+    ``bridge`` may be a list of bridge processes (``--num-envs``): the run ends when all have
+    finished, and the summary of the shared results folder is written once.
 
     ``executor='threads'`` (default): one ``SingleThreadedExecutor`` per node, each on its own
     thread. ``'multi'``: one rclpy ``MultiThreadedExecutor`` for all nodes; in rclpy 7.1.x
@@ -208,17 +212,17 @@ def run_nodes(policy_node, bridge, extra_nodes=(), executor='threads'):
 
 
 def _run_shards(policy_node, bridges, extra_nodes):
-    """Spin N bridges (one thread each) and the policy node until every bridge finished."""
+    """Spin the policy node until every bridge process finished; write the summary once."""
     import rclpy
 
-    context = bridges[0].context
-    with spinning((policy_node, *extra_nodes, *bridges), context):
+    context = policy_node.context
+    with spinning((policy_node, *extra_nodes), context):
         while rclpy.ok(context=context) and not all(b.finished for b in bridges):
             time.sleep(0.05)
     if not all(b.finished for b in bridges):
         return None
     first = bridges[0]
-    run = {**first.config.run_settings(), 'transport': 'ros2', 'num_envs': len(bridges),
+    run = {**first.run_settings, 'transport': 'ros2', 'num_envs': len(bridges),
            'episodes_this_run': sum(len(b.finished_now) for b in bridges)}
     stopped = [b.stop_reason for b in bridges if b.stop_reason]
     if stopped:

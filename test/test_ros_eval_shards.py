@@ -1,5 +1,6 @@
 """
-The ROS evaluation with N simulators: shards, one results folder, N bridges + one policy node.
+The ROS evaluation with N simulators: shards, one results folder, N bridge processes + one
+policy node.
 
 The shard split and the folder's writer lock need no ROS; the end-to-end test runs real LIBERO
 through real DDS (slow) and compares every record with the in-process evaluation.
@@ -107,22 +108,25 @@ def _two_simulators(tiny_policy, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_simulators_one_policy_node_run_every_episode_once_and_resume(
+def test_two_simulator_processes_one_policy_node_reproduce_the_in_process_run_and_resume(
         rclpy_context, tiny_policy, tmp_path):
     ros, local = _two_simulators(tiny_policy, tmp_path)
     for episode, record in ros.items():
-        for key in ('success', 'steps', 'queries', 'error', 'seed', 'task'):
+        for key in ('success', 'steps', 'queries', 'error', 'seed', 'task', 'state_hash'):
             assert record[key] == local[episode][key], (episode, key)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason='KNOWN GAP: two LIBERO envs on two threads of ONE process (run_eval '
-                   '--num-envs) do not reproduce the in-process MuJoCo state hash; robosuite/'
-                   'LIBERO share process-global state (np.random seeded at reset, serialising '
-                   'the reset alone did not fix it). The launch file runs bridge processes.',
-                   strict=False)
-def test_two_simulators_reproduce_the_in_process_state_hash(rclpy_context, tiny_policy,
-                                                            tmp_path):
-    ros, local = _two_simulators(tiny_policy, tmp_path)
-    for episode, record in ros.items():
-        assert record['state_hash'] == local[episode]['state_hash'], episode
+def test_a_bridge_process_that_cannot_start_raises_its_error_in_the_parent(tmp_path):
+    """The child's startup error (an unknown suite) reaches the parent as the same exception."""
+    from cliprt_core.config import ConfigError
+    from cliprt_ros.bridge_process import BridgeProcess
+    from ros_utils import unique_namespace
+
+    bridge = BridgeProcess(unique_namespace(), [], {'suite': 'libero_nowhere',
+                                                    'results_dir': str(tmp_path / 'r')})
+    try:
+        with pytest.raises(ConfigError, match='libero_nowhere'):
+            bridge.wait_ready(120)
+    finally:
+        bridge.destroy_node()
+    assert bridge._process.exitcode == 0

@@ -111,8 +111,12 @@ def test_resume_continues_exactly(tmp_path, demos):
     assert files == ["last.pt", "step_000004.pt", "step_000008.pt"]
     payload = safe_torch_load(second.run.last)  # weights_only loading of the whole state
     assert payload["trainer"]["step"] == 8 and "optimizer" in payload and "scheduler" in payload
+    workers = list(second.loader._iterator._workers)  # persistent loader workers
+    assert len(workers) == 2 and all(w.is_alive() for w in workers)
     straight.close()
     second.close()
+    # close() stops them now (left to the garbage collector they could cost 5 s each)
+    assert not any(w.is_alive() for w in workers)
 
 
 def test_resume_applies_changed_optimizer_settings(tmp_path, demos):

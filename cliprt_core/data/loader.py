@@ -179,6 +179,19 @@ class _Loader(DataLoader):
         with signals_deferred():
             return super().__iter__()
 
+    def shutdown_workers(self) -> None:
+        """
+        Stop the worker processes now; the next iteration starts new ones.
+
+        Otherwise persistent workers stop when the iterator is garbage-collected, and when that
+        happens in a collection of reference cycles the index queues may be finalised first:
+        the stop message never reaches the workers and torch waits out its 5 s join timeout
+        per worker before killing them.
+        """
+        iterator, self._iterator = self._iterator, None  # DataLoader's persistent iterator
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+
 
 def worker_init(worker_id: int) -> None:
     """

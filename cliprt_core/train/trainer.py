@@ -377,5 +377,9 @@ class Trainer:
         return bool(D.all_reduce_max(flag).item())
 
     def close(self) -> None:
+        """Close the run directory and stop the data loader workers."""
         self.run.close()
         self._iterator = None
+        for loader in (self.loader, self.val_loader):
+            if loader is not None:
+                loader.shutdown_workers()
