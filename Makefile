@@ -7,6 +7,7 @@
 #   make bench    inference benchmarks (BENCH_ARGS="data ..." / "sim ...": loader / simulator)
 #   make learn-demo  scripted LIBERO demos -> CPU training -> held-out evaluation via ROS (LEARN_ARGS=...)
 #   make latency-study  lockstep vs real time x chunk aggregation x added latency (after learn-demo)
+#   make ray-cluster-eval  cliprt-eval on a 2-node Ray cluster started on this machine (RAY_CLUSTER_ARGS=...)
 #   make gpu-extras  TensorRT Python package (GPU machines only; never installed by default)
 #   make lock     regenerate requirements/constraints.txt from a scratch venv
 #   make clean / distclean
@@ -28,7 +29,7 @@ SYSDEPS := libegl1 libgl1-mesa-dri libosmesa6
 MUJOCO_GL ?= egl
 export MUJOCO_GL
 
-.PHONY: venv sysdeps test demo learn-demo latency-study colcon bench gpu-extras lock clean distclean
+.PHONY: venv sysdeps test demo learn-demo latency-study ray-cluster-eval colcon bench gpu-extras lock clean distclean
 
 venv: $(STAMP)
 
@@ -67,6 +68,11 @@ learn-demo: venv sysdeps
 STUDY_CHECKPOINT ?= runs/learn-demo/train/checkpoints/last.pt
 latency-study: venv sysdeps
 	$(PY) -m cliprt_ros.latency_study --checkpoint $(STUDY_CHECKPOINT) --output runs/latency-study $(STUDY_ARGS)
+
+RAY_CLUSTER_ARGS ?= --nodes 2 --results-dir runs/ray-cluster -- --suite libero_spatial --tasks 0 \
+	--episodes 4 --max-steps 40 --camera-size 128 --no-progress
+ray-cluster-eval: venv sysdeps
+	$(PY) -m cliprt_core.eval.ray_local_cluster $(RAY_CLUSTER_ARGS)
 
 # colcon must come from the same venv as rclpy (console-script shebangs point at its python).
 colcon: venv

@@ -60,7 +60,7 @@ class BridgeProcess:
 
     @property
     def finished(self) -> bool:
-        """True once the bridge ended its run (all its episodes, a stop, or a dead process)."""
+        """Return True once the bridge ended its run (its episodes done, a stop, or death)."""
         if not self._finished and self._conn.poll():
             _, payload = self._receive()
             self.finished_now = payload['finished_now']

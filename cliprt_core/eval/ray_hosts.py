@@ -77,9 +77,13 @@ class _EnvHostActor:
 
     def __init__(self, env_factory: EnvFactory, options: dict[str, Any]) -> None:
         self.host = EpisodeHost(env_factory, options)
+        self.node = import_ray().get_runtime_context().get_node_id()[:12]
 
     def handle(self, command: str, *args):
-        return self.host.handle(command, *args)
+        reply = self.host.handle(command, *args)
+        if reply[0] == 'done':
+            reply[1]['ray_node'] = self.node  # which machine of the cluster ran the episode
+        return reply
 
     def close(self) -> None:
         self.host.close()
