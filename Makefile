@@ -1,7 +1,7 @@
 # cliprt developer entry points. Everything a fresh clone needs is installed by these targets:
 #   make venv     pinned Python environment in .venv (torch CPU, open_clip, rclpy wheels, LIBERO, colcon)
 #   make sysdeps  system GL libraries for headless MuJoCo rendering (apt, root only)
-#   make test     venv + sysdeps, then pytest (PYTEST_ARGS="-k foo -x" to pass options)
+#   make test     venv + sysdeps, then pytest on 2 workers (PYTEST_ARGS="-k foo -x", TEST_WORKERS=0: serial)
 #   make demo     run the end-to-end demo (CHECKPOINT=path/to/ckpt optional)
 #   make colcon   colcon build of this repo into build/ and install/ (colcon from .venv)
 #   make bench    inference benchmarks (BENCH_ARGS="data ..." / "sim ...": loader / simulator)
@@ -54,8 +54,11 @@ sysdeps:
 			"Run: sudo apt-get install -y --no-install-recommends $(SYSDEPS)"; \
 	fi
 
+# Two pytest worker processes (pytest-xdist), each test file whole on one of them (its fixtures
+# are built once); TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
 test: venv sysdeps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 demo: venv sysdeps
 	$(PY) -m cliprt_ros.run_eval $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(DEMO_ARGS)
