@@ -5,6 +5,7 @@ results files, resume and the 2-worker run. Faults are injected by wrapping a re
 """
 import json
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -179,13 +180,15 @@ def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
 def test_ray_executor_gives_the_same_episodes_and_resumes_exactly_once(reference, policy,
                                                                        tmp_path):
     """Env workers as actors of a local Ray instance; the driver (one writer) is interrupted
-    after its first finished episode, then resumed: each episode once, equal to in-process."""
+    after its first finished episode, then resumed: each episode once, equal to in-process.
+    Actors the instance cannot place hand their episodes over (below)."""
     ray = pytest.importorskip("ray")
     from cliprt_core.eval.ray_hosts import keep_signal_handlers
 
     with keep_signal_handlers():  # later tests need the default SIGTERM handling
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        _stranded_actors_hand_their_episodes_over(ray, reference, policy, tmp_path / "lost")
         cfg = config(tmp_path, workers=2, executor="ray")
 
         def interrupt(record):
@@ -207,6 +210,40 @@ def test_ray_executor_gives_the_same_episodes_and_resumes_exactly_once(reference
     for episode, record in reference["records"].items():
         assert {k: records[episode][k] for k in keys} == {k: record[k] for k in keys}
     assert summary["run"]["executor"] == "ray" and summary["complete"]
+
+
+def _stranded_actors_hand_their_episodes_over(ray, reference, policy, folder):
+    """An env actor the cluster cannot place (a node was lost and no CPU is free) gives its
+    episode to the other workers after ray_worker_timeout; with none left the run stops."""
+    from cliprt_core.eval.runner import EvaluationStopped, WorkersLost
+
+    @ray.remote(num_cpus=1)
+    class CpuHolder:
+        def ready(self):
+            return True
+
+    holders = [CpuHolder.remote()]  # 1 of the 2 CPUs: the second env actor is never placed
+    ray.get(holders[0].ready.remote())
+    run_evaluation(config(folder, workers=2, executor="ray", ray_worker_timeout=2.0), policy)
+    records = {r["episode"]: r for r in ResultsDir(folder).records()}
+    assert sorted(records) == [0, 1] and len(ResultsDir(folder).records()) == 2
+    assert len({r["ray_node"] for r in records.values()}) == 1  # all on the placed actor
+    for episode, record in reference["records"].items():
+        assert records[episode]["state_hash"] == record["state_hash"]
+    holders.append(CpuHolder.remote())  # no CPU left at all
+    ray.get(holders[1].ready.remote())
+    with pytest.raises(WorkersLost, match="ray_worker_timeout"):
+        run_evaluation(config(folder / "none", workers=1, executor="ray",
+                              ray_worker_timeout=2.0), policy)
+    assert not ResultsDir(folder / "none").records()
+    # a stop request (SIGTERM) is heard while the driver waits on the cluster
+    asked = time.monotonic() + 1.0
+    with pytest.raises(EvaluationStopped) as stopped:
+        run_evaluation(config(folder / "stop", workers=1, executor="ray"), policy,
+                       stop=lambda: time.monotonic() > asked)
+    assert not isinstance(stopped.value, WorkersLost)
+    for holder in holders:
+        ray.kill(holder)
 
 
 @needs_libero

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.summary_only:
         return summary_only(config, 'cliprt-eval')
-    from cliprt_core.eval.runner import EvaluationStopped, run_evaluation
+    from cliprt_core.eval.runner import EvaluationStopped, run_evaluation, WorkersLost
 
     results = ResultsDir(config.default_results_dir())
     stop = StopRequest('stopping after the current round; finished episodes are kept')
@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DiskFullError as exc:
         print(f'cliprt-eval: {exc}; finished episodes are kept', file=sys.stderr)
         return 74  # EX_IOERR, as cliprt-train
+    except WorkersLost as exc:
+        print(f'cliprt-eval: {exc}; finished episodes are in {results.episodes_path}; rerun '
+              'the same command to resume', file=sys.stderr)
+        return 1
     except (EvaluationStopped, KeyboardInterrupt):
         print(f'\ncliprt-eval: stopped; finished episodes are in {results.episodes_path}; '
               'rerun the same command to resume', file=sys.stderr)

@@ -39,6 +39,9 @@ class EvalConfig:
                                "'ray://head:10001'); empty = start a local Ray instance")
     ray_policy_gpus: float = setting(0.0, 'executor ray: GPUs of a Ray actor that serves the '
                                      'policy (batched); 0 = the policy runs in this process')
+    ray_worker_timeout: float = setting(300.0, 'executor ray: seconds an env worker actor (e.g. '
+                                        'the replacement of one lost with its node) may wait '
+                                        'for a free CPU before its episodes go to the others')
     max_steps: int | None = setting(None, 'cap on the per-suite horizon (smoke runs; not the '
                                     'protocol); unset = the protocol horizon')
     seed: int = setting(protocol.GLOBAL_SEED, 'evaluation seed (protocol: 7)')
@@ -82,6 +85,8 @@ class EvalConfig:
             raise ConfigError(f'workers: must be >= 1, got {self.workers}')
         if self.ray_policy_gpus < 0:
             raise ConfigError(f'ray_policy_gpus: must be >= 0, got {self.ray_policy_gpus}')
+        if self.ray_worker_timeout <= 0:
+            raise ConfigError(f'ray_worker_timeout: must be > 0, got {self.ray_worker_timeout}')
         if self.executor != 'ray' and (self.ray_address or self.ray_policy_gpus):
             raise ConfigError('ray_address and ray_policy_gpus need executor: ray')
         if self.max_steps is not None and self.max_steps < 1:
@@ -169,7 +174,7 @@ class EvalConfig:
 
 #: Settings of the executor the env workers run on (the runner's); a single-simulator front end
 #: (cliprt-demo, the ROS bridge and run_eval) does not take them.
-CLUSTER_SETTINGS = ('executor', 'ray_address', 'ray_policy_gpus')
+CLUSTER_SETTINGS = ('executor', 'ray_address', 'ray_policy_gpus', 'ray_worker_timeout')
 
 
 def load_eval_config(name_or_path: str | None = None, values: Mapping[str, Any] | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from typing import Any
 
 from cliprt_core.eval.worker import EnvFactory, EnvSlot, EpisodeHost, failure_record
@@ -92,8 +93,10 @@ class _EnvHostActor:
 class RaySlot(EnvSlot):
     """An EpisodeHost in a Ray actor; the runner's slot interface (``send`` / ``receive``)."""
 
-    def __init__(self, index: int, env_factory: EnvFactory, options: dict[str, Any]) -> None:
+    def __init__(self, index: int, env_factory: EnvFactory, options: dict[str, Any],
+                 start_timeout: float = 300.0) -> None:
         super().__init__(index, env_factory, options)
+        self.start_timeout = start_timeout
         self.ref = None
         self._start_actor()
 
@@ -105,7 +108,19 @@ class RaySlot(EnvSlot):
         ray = import_ray()
         actor_class = ray.remote(num_cpus=1, max_restarts=0)(_EnvHostActor)
         self.actor = actor_class.options(name=None).remote(self.env_factory, self.options)
+        self._placed = self.actor.__ray_ready__.remote()  # resolves once the actor runs
+        self._created = time.monotonic()
         self.task_key = None
+
+    @property
+    def stranded(self) -> bool:
+        """True when the actor found no free CPU on the cluster within ``start_timeout``."""
+        if self._placed is None or time.monotonic() - self._created < self.start_timeout:
+            return False
+        ready, _ = import_ray().wait([self._placed], timeout=0)
+        if ready:
+            self._placed = None  # placed: never stranded again
+        return not ready
 
     def send(self, command: str, *args) -> None:
         self.note(command, args)
@@ -114,6 +129,9 @@ class RaySlot(EnvSlot):
     def receive(self):
         ray = import_ray()
         ref, self.ref = self.ref, None
+        if self.stranded:  # the command never ran: the episode goes back to the queue
+            self.close()
+            return ('lost', self.spec)
         try:
             return ray.get(ref)
         except ray.exceptions.RayError as exc:  # the actor (or its node) died mid-episode
@@ -127,22 +145,28 @@ class RaySlot(EnvSlot):
 
     def close(self) -> None:
         ray = import_ray()
-        try:
-            ray.get(self.actor.close.remote(), timeout=30)
-        except Exception:  # closing must never stop the run  # noqa: B902
-            pass
+        if self._placed is None or ray.wait([self._placed], timeout=0)[0]:
+            try:
+                ray.get(self.actor.close.remote(), timeout=30)
+            except Exception:  # closing must never stop the run  # noqa: B902
+                pass
         ray.kill(self.actor, no_restart=True)
 
 
-def ready_slots(busy: list[RaySlot]) -> list[RaySlot]:
-    """Block until at least one busy slot has its reply; every slot whose reply is there."""
+def ready_slots(busy: list[RaySlot], timeout: float | None = None) -> list[RaySlot]:
+    """
+    Wait until at least one busy slot has its reply (at most ``timeout`` s); those that do.
+
+    A stranded slot (its replacement actor was never placed) counts as ready: its
+    ``receive()`` hands the episode back.
+    """
     ray = import_ray()
     by_ref = {slot.ref: slot for slot in busy}
-    ready, rest = ray.wait(list(by_ref), num_returns=1)
-    if rest:
+    ready, rest = ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+    if rest and ready:
         more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
         ready += more
-    return [by_ref[ref] for ref in ready]
+    return [by_ref[ref] for ref in ready] or [slot for slot in busy if slot.stranded]
 
 
 class _PolicyActor:

@@ -180,6 +180,11 @@ class _Queue:
         busiest = max(self.groups, key=lambda k: len(self.groups[k]), default=None)
         return self._pop(busiest) if busiest is not None and self.groups[busiest] else None
 
+    def put_back(self, spec: EpisodeSpec) -> None:
+        """Return an episode that was handed out but never ran (it goes next)."""
+        self.groups.setdefault(spec[:2], deque()).appendleft(spec)
+        self.groups.move_to_end(spec[:2], last=False)
+
     def _pop(self, key) -> EpisodeSpec:
         spec = self.groups[key].popleft()
         if not self.groups[key]:
@@ -190,6 +195,10 @@ class _Queue:
 # --- the evaluation --------------------------------------------------------------------------
 class EvaluationStopped(Exception):
     """The evaluation stopped on request before its end (finished episodes are kept)."""
+
+
+class WorkersLost(EvaluationStopped):
+    """Every env worker was lost and none could be replaced (finished episodes are kept)."""
 
 
 def run_evaluation(config: EvalConfig, policy: Any, *, env_factory: EnvFactory | None = None,
@@ -247,7 +256,7 @@ def _make_slots(config: EvalConfig, factory: EnvFactory, n_hosts: int) -> list:
     if config.executor == 'ray':
         from cliprt_core.eval.ray_hosts import RaySlot
 
-        return [RaySlot(i, factory, options) for i in range(n_hosts)]
+        return [RaySlot(i, factory, options, config.ray_worker_timeout) for i in range(n_hosts)]
     if config.workers == 1:
         return [_LocalSlot(factory, options)]
     return [_ProcessSlot(i, factory, options) for i in range(n_hosts)]
@@ -271,10 +280,18 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
         busy = [s for s in slots if s.busy]
         if not busy:
             return
-        ready = _ready(busy)
+        ready = _ready(busy, stop)
         waiting: list[tuple[Any, np.ndarray, str]] = []
         for slot in ready:
             reply = slot.receive()
+            if reply[0] == 'lost':  # a Ray actor never placed: its episode goes to the others
+                queue.put_back(reply[1])
+                slots.remove(slot)
+                if not slots:
+                    raise WorkersLost('no env worker left: the Ray cluster had no free CPU for '
+                                      f'a replacement actor within {config.ray_worker_timeout:g} '
+                                      's (ray_worker_timeout)')
+                continue
             if reply[0] == 'done':
                 record = results.append(reply[1])
                 finished.append(record)
@@ -295,14 +312,19 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
                     slot.send('chunk', chunk, share)
 
 
-def _ready(busy: list) -> list:
+def _ready(busy: list, stop: Callable[[], bool]) -> list:
     local = [s for s in busy if isinstance(s, _LocalSlot)]
     if local:
         return local
-    if not isinstance(busy[0], _ProcessSlot):  # Ray actors
+    if not isinstance(busy[0], _ProcessSlot):  # Ray actors: poll, so a stop request is heard
         from cliprt_core.eval.ray_hosts import ready_slots
 
-        return ready_slots(busy)
+        while True:
+            ready = ready_slots(busy, timeout=1.0)
+            if ready:
+                return ready
+            if stop():
+                raise EvaluationStopped('stopped on request')
     by_conn = {s.conn: s for s in busy}
     ready = wait(list(by_conn))
     ready += list(wait([c for c in by_conn if c not in ready], timeout=0))
