@@ -114,7 +114,7 @@ class RaySlot(EnvSlot):
 
     @property
     def stranded(self) -> bool:
-        """True when the actor found no free CPU on the cluster within ``start_timeout``."""
+        """Return True when the actor got no free CPU on the cluster within ``start_timeout``."""
         if self._placed is None or time.monotonic() - self._created < self.start_timeout:
             return False
         ready, _ = import_ray().wait([self._placed], timeout=0)
