@@ -45,7 +45,8 @@ from cliprt_core.runtime_stats import RollingWindow
 from cliprt_core.safety import ActionGuard, UnsafeActionError
 from cliprt_ros import conversions, diagnostics
 from cliprt_ros.parameters import declare_config, read_config
-from cliprt_ros.qos import latched_qos, qos_by_name, reliable_qos, silent_qos_events
+from cliprt_ros.qos import (latched_qos, qos_by_name, reliable_qos, silent_publisher_hint,
+                            silent_qos_events)
 from cliprt_ros.robot_port import parse_robots, RobotPort, STAT_KEYS
 from cliprt_ros.settings import POLICY_NODE_DYNAMIC, PolicyNodeConfig
 from cliprt_ros.spin import run_node
@@ -351,11 +352,10 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().info(f'{port.label()}camera fresh again')
         silent = time.monotonic() - port.last_image
         if silent > SILENT_CAMERA_S and self.count_publishers(port.camera_topic) > 0:
+            hint = silent_publisher_hint(self, port.camera_topic, self.config.image_qos)
             self._log(f'silent_camera{port.namespace}', (
                 f'a publisher exists on {port.camera_topic} but no image arrived for '
-                f'{silent:.0f} s; with image_qos {self.config.image_qos!r} DDS drops large '
-                'frames it cannot deliver whole (e.g. over a lossy link): try '
-                'image_qos:=reliable, or check the camera QoS'), period=30.0)
+                f'{silent:.0f} s: {hint}'), period=30.0)
 
     # --- inference (model thread) ----------------------------------------------------------------
     def _on_model(self, function, *args):

@@ -53,3 +53,21 @@ def qos_by_name(name, depth=1):
     if name == 'reliable':
         return reliable_qos(depth)
     raise ValueError(f'unknown QoS profile {name!r}; expected one of {", ".join(QOS_NAMES)}')
+
+
+def silent_publisher_hint(node, topic, qos_name):
+    """
+    Return the likely reason a subscription of profile ``qos_name`` gets nothing on ``topic``.
+
+    A best-effort publisher never matches a reliable subscription (QoS incompatible); a
+    best-effort subscription loses large frames on a lossy link; otherwise the publisher has
+    not published yet (e.g. a simulator still creating its environment).
+    """
+    offers = [info.qos_profile.reliability for info in node.get_publishers_info_by_topic(topic)]
+    if qos_name == 'reliable' and ReliabilityPolicy.BEST_EFFORT in offers:
+        return ('a publisher offers best effort, which never matches this reliable '
+                'subscription: set image_qos:=sensor_data')
+    if qos_name == 'sensor_data':
+        return ('with best effort DDS drops large frames it cannot deliver whole (e.g. over a '
+                'lossy link): try image_qos:=reliable')
+    return 'it has not published yet (e.g. a simulator still starting) or its frames are lost'

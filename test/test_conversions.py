@@ -150,6 +150,33 @@ def test_qos_profiles():
         qos.qos_by_name('fast')
 
 
+@ros
+def test_silent_camera_hint_names_the_qos_mismatch(rclpy_context):
+    """The policy node's "no image arrived" warning says why, from the publishers' real QoS."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from cliprt_ros import qos
+    from ros_utils import spin_until, unique_namespace
+
+    node = rclpy.create_node('qos_hint', namespace=unique_namespace())
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        topic = node.resolve_topic_name('camera/image_raw')
+        node.create_publisher(Image, topic, qos.reliable_qos(1))
+        assert spin_until(executor, lambda: node.count_publishers(topic) == 1, 10.0)
+        assert 'not published yet' in qos.silent_publisher_hint(node, topic, 'reliable')
+        assert 'try image_qos:=reliable' in qos.silent_publisher_hint(node, topic, 'sensor_data')
+        node.create_publisher(Image, topic, qos.sensor_data_qos())
+        assert spin_until(executor, lambda: node.count_publishers(topic) == 2, 10.0)
+        assert 'set image_qos:=sensor_data' in qos.silent_publisher_hint(node, topic, 'reliable')
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
 # --------------------------------------------------------------------------- cliprt_core.safety
 
 def test_action_guard_clips_and_refuses_non_finite():
