@@ -17,7 +17,7 @@ from cliprt_core.eval import (EvalConfig, ResultsDir, ResultsMismatchError, mark
                               wilson_interval)
 from cliprt_core.inference import NonFiniteActionError, Policy
 from cliprt_core.sim import libero_available
-from sim_helpers import SharedEnv
+from sim_helpers import CrashingFactory, SharedEnv
 
 SIZE = LIBERO_CAMERA = 64
 MAX_STEPS = 10  # one full chunk of 8, then 2 actions of the next: the horizon cuts mid-chunk
@@ -165,14 +165,30 @@ def test_interrupted_run_resumes_each_episode_exactly_once(reference):
 
 @needs_libero
 @pytest.mark.slow
-def test_two_workers_give_the_same_episodes_as_one(reference, policy, tmp_path):
-    summary = run_evaluation(config(tmp_path, workers=2), policy)  # default LIBERO env factory
-    parallel = {r["episode"]: r for r in ResultsDir(tmp_path).records()}
+def test_two_workers_give_the_same_episodes_as_one_even_when_a_worker_dies(reference, policy,
+                                                                          tmp_path):
+    """Worker processes; the one running episode 1 dies mid-episode (os._exit): the episode runs
+    again on a fresh worker, exactly as it would have; dying twice records it as an error."""
+    cfg = config(tmp_path / "once", workers=2)
+    crash_once = CrashingFactory(cfg.env_factory(), str(tmp_path), episode=1)
+    with pytest.warns(UserWarning, match="process died .* episode 1; running the episode again"):
+        summary = run_evaluation(cfg, policy, env_factory=crash_once)
+    assert len(list(tmp_path.glob("crash_*"))) == 1
+    parallel = {r["episode"]: r for r in ResultsDir(cfg.results_dir).records()}
     keys = ("suite", "task_id", "episode", "success", "steps", "queries", "error", "seed",
             "state_hash")
     for episode, record in reference["records"].items():
         assert {k: parallel[episode][k] for k in keys} == {k: record[k] for k in keys}
     assert summary["run"]["workers"] == 2 and summary["complete"]
+
+    cfg = config(tmp_path / "twice", workers=2)
+    crash_twice = CrashingFactory(cfg.env_factory(), str(tmp_path), episode=1, times=3)
+    with pytest.warns(UserWarning, match="running the episode again"):
+        run_evaluation(cfg, policy, env_factory=crash_twice)
+    records = {r["episode"]: r for r in ResultsDir(cfg.results_dir).records()}
+    assert records[0]["state_hash"] == reference["records"][0]["state_hash"]
+    assert records[1]["error"] == "env worker process died (exit code 3) during the episode, twice"
+    assert len(list(tmp_path.glob("crash_*"))) == 3
 
 
 @needs_libero

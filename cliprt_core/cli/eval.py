@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Sequence
 
+from cliprt_core.cli import one_line_warnings
 from cliprt_core.cli.options import add_config_flags, given_flags
 from cliprt_core.config import ConfigError
 from cliprt_core.eval.config import EvalConfig, load_eval_config
@@ -106,13 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         session = RaySession(config.ray_address)
     try:
-        # Check the folder before loading a large model; write to it only once the policy loaded.
-        results.check_run(config.protocol_settings(), write=False)
-        with session:
-            policy = load_policy(config)
-            with stop:
-                summary = run_evaluation(config, policy, results_dir=str(results.path),
-                                         stop=lambda: stop.requested)
+        with one_line_warnings('cliprt-eval'):
+            # Check the folder before loading a large model; write to it only once it loaded.
+            results.check_run(config.protocol_settings(), write=False)
+            with session:
+                policy = load_policy(config)
+                with stop:
+                    summary = run_evaluation(config, policy, results_dir=str(results.path),
+                                             stop=lambda: stop.requested)
     except (ResultsMismatchError, PolicyLoadError, RayUnavailableError,
             ConnectionError) as exc:
         print(f'cliprt-eval: {exc}', file=sys.stderr)

@@ -18,7 +18,7 @@ import signal
 import time
 from typing import Any
 
-from cliprt_core.eval.worker import EnvFactory, EnvSlot, EpisodeHost, failure_record
+from cliprt_core.eval.worker import EnvFactory, EnvSlot, EpisodeHost
 
 
 class RayUnavailableError(ValueError):
@@ -136,8 +136,7 @@ class RaySlot(EnvSlot):
             return ray.get(ref)
         except ray.exceptions.RayError as exc:  # the actor (or its node) died mid-episode
             self._restart()
-            return ('done', failure_record(
-                self.spec, f'env worker actor died during the episode: {type(exc).__name__}'))
+            return ('died', self.spec, f'env worker actor died ({type(exc).__name__})')
 
     def _restart(self) -> None:
         import_ray().kill(self.actor, no_restart=True)

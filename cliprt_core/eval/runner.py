@@ -10,7 +10,9 @@ Run the LIBERO evaluation: N env hosts, one policy, resumable results.
 Every episode reseeds from (seed, suite, task, init state) and gets a fresh simulator state, so
 its outcome does not depend on which host runs it or what ran before: per-episode results equal
 those of ``workers == 1`` (bit-for-bit whenever the policy's output for one image does not depend
-on the other images of its batch, which holds for fp32 on CPU).
+on the other images of its batch, which holds for fp32 on CPU). That also makes a retry exact:
+an episode whose worker process (or Ray actor / node) dies runs once more on a fresh worker, and
+only a second death is recorded as that episode's error (a crash the episode itself causes).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import multiprocessing as mp
 from multiprocessing.connection import wait
 import time
 from typing import Any, Callable, Sequence
+import warnings
 
 from cliprt_core.eval.config import EvalConfig
 from cliprt_core.eval.episode import format_error
@@ -134,8 +137,7 @@ class _ProcessSlot(EnvSlot):
             self.process.join(timeout=5)
             code = self.process.exitcode
             self._restart()
-            return ('done', failure_record(
-                self.spec, f'env worker process died (exit code {code}) during the episode'))
+            return ('died', self.spec, f'env worker process died (exit code {code})')
 
     def _restart(self) -> None:
         try:
@@ -266,6 +268,7 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
            config: EvalConfig, progress: '_Progress', finished: list, on_episode,
            stop: Callable[[], bool]) -> None:
     idle = list(slots)
+    retried: set[EpisodeSpec] = set()
     while True:
         if stop():  # between chunks: episodes in flight are not recorded and rerun on resume
             raise EvaluationStopped('stopped on request')
@@ -284,6 +287,16 @@ def _drive(slots, queue: _Queue, act_batch: BatchPolicy, results: ResultsDir,
         waiting: list[tuple[Any, np.ndarray, str]] = []
         for slot in ready:
             reply = slot.receive()
+            if reply[0] == 'died':  # the worker (or its node) died: run the episode once more
+                spec, reason = reply[1], reply[2]
+                if spec not in retried:
+                    retried.add(spec)
+                    queue.put_back(spec)
+                    idle.append(slot)  # a fresh worker replaced the dead one
+                    warnings.warn(f'{reason} during {spec[0]} task {spec[1]} episode {spec[2]}; '
+                                  'running the episode again')
+                    continue
+                reply = ('done', failure_record(spec, f'{reason} during the episode, twice'))
             if reply[0] == 'lost':  # a Ray actor never placed: its episode goes to the others
                 queue.put_back(reply[1])
                 slots.remove(slot)
