@@ -119,7 +119,8 @@ def run_setup(setup, count, images, seconds, model_config='cliprt-tiny'):
         stats = latency_stats(every)
         return {'queries_per_s': round(every.size / wall, 2), 'p50_ms': stats['p50_ms'],
                 'p99_ms': stats['p99_ms'], 'queries': int(every.size),
-                'per_client': [len(x) for x in latencies]}
+                'per_client': [len(x) for x in latencies],
+                'per_client_max_ms': [round(1e3 * max(x, default=0.0), 1) for x in latencies]}
     finally:
         rclpy.try_shutdown(context=context)
         executor.shutdown()
@@ -164,9 +165,16 @@ def main(argv=None):
     parser.add_argument('--model-config', default='cliprt-tiny')
     parser.add_argument('--setups', nargs='+', choices=SETUPS, default=list(SETUPS))
     parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--dds-profile', help='Fast DDS XML profile for this process and the '
+                        'nodes (FASTRTPS_DEFAULT_PROFILES_FILE), e.g. '
+                        'config/dds/fastdds_large_images.xml; default: Fast DDS defaults')
     args = parser.parse_args(argv)
     if min(args.clients) < 1 or args.seconds <= 0 or args.size < 1:
         parser.error('--clients, --seconds and --size must be positive')
+    if args.dds_profile:
+        if not os.path.isfile(args.dds_profile):
+            parser.error(f'--dds-profile: no such file: {args.dds_profile}')
+        os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.path.abspath(args.dds_profile)
     os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     import numpy as np
@@ -175,6 +183,7 @@ def main(argv=None):
     images = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
               for _ in range(64)]
     results = {'size': args.size, 'model': args.model_config, 'seconds': args.seconds,
+               'dds_profile': args.dds_profile,
                'cpu_count': os.cpu_count(), 'load_before': os.getloadavg()[0], 'runs': {}}
     print(f'{"N":>3} {"setup":<9} {"queries/s":>10} {"p50 ms":>8} {"p99 ms":>8}', flush=True)
     for count in args.clients:

@@ -229,3 +229,27 @@ def test_ros_round_trip_benchmark_module(tmp_path):
                                                abs=1e-3)
     assert ros["overhead_p99_ms"] >= ros["overhead_p50_ms"]
     assert "ros-1proc-events" in proc.stdout and "overhead p99" in proc.stdout
+
+
+@pytest.mark.slow
+def test_multi_robot_benchmark_serves_every_client_with_the_shipped_dds_profile(tmp_path):
+    """One policy node process serving 2 robots, every DDS participant on the shipped Fast DDS
+    profile (its own transports, builtin ones off): discovery and large images still work."""
+    from ros_utils import REPO, rclpy_available
+
+    if not rclpy_available():
+        pytest.skip("rclpy is not installed")
+    out = tmp_path / "multi.json"
+    profile = REPO / "config" / "dds" / "fastdds_large_images.xml"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "cliprt_ros.multi_bench", "--clients", "2",
+                           "--seconds", "1", "--size", "256", "--setups", "one-node",
+                           "--dds-profile", str(profile), "--json", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    run = results["runs"]["one-node/2"]
+    assert results["dds_profile"] == str(profile)
+    assert len(run["per_client"]) == 2 and min(run["per_client"]) > 0
+    assert run["p99_ms"] >= run["p50_ms"] > 0
