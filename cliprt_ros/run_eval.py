@@ -14,7 +14,8 @@ multi``): every image and action chunk still goes through rclpy topics (DDS).
 
 ``--num-envs N`` runs N simulators in parallel: N bridge processes (one simulator each, as the
 launch file starts them) in the namespaces ``env0`` .. ``env<N-1>`` (under ``--namespace``),
-each a disjoint shard of the episode list (``shard: i/N``),
+each a disjoint shard of the episode list (``shard: i/N``), all on the Fast DDS profile
+``config/dds/fastdds_large_images.xml`` unless ``FASTRTPS_DEFAULT_PROFILES_FILE`` is set,
 all served by ONE policy node (``robots: env0,...``) that answers their pending images in one
 batch; one results folder (appends are locked), per-episode records equal to a single simulator.
 
@@ -273,6 +274,11 @@ def main(argv=None):
     # One process talks to itself: keep discovery on this machine unless the user chose.
     if 'ROS_LOCALHOST_ONLY' not in os.environ:
         os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    if args.num_envs > 1:  # N simultaneous images: Fast DDS's default segment stalls them
+        from cliprt_core.paths import config_dir
+
+        os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE',
+                              str(config_dir() / 'dds' / 'fastdds_large_images.xml'))
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
