@@ -115,6 +115,26 @@ def env_namespaces(num_envs):
     return [f'env{index}' for index in range(num_envs)]
 
 
+#: Fast DDS reads its default XML profile from this variable (rmw_fastrtps_cpp, the default).
+DDS_PROFILE_VARIABLE = 'FASTRTPS_DEFAULT_PROFILES_FILE'
+
+
+def large_image_dds_env(num_envs, environ=None):
+    """
+    Return the environment N simulators and their policy node need: ``{}`` for one simulator.
+
+    N simultaneous images overflow Fast DDS's default 512 KB shared-memory segment and stall
+    for a heartbeat period (3 s); ``config/dds/fastdds_large_images.xml`` avoids that. A profile
+    the user already set is kept.
+    """
+    environ = os.environ if environ is None else environ
+    if num_envs <= 1 or DDS_PROFILE_VARIABLE in environ:
+        return {}
+    from cliprt_core.paths import config_dir
+
+    return {DDS_PROFILE_VARIABLE: str(config_dir() / 'dds' / 'fastdds_large_images.xml')}
+
+
 def num_envs_of(configurations):
     """Return the ``num_envs`` launch argument (1 when not given); ConfigError if invalid."""
     text = configurations.get('num_envs', NOT_GIVEN)

@@ -274,11 +274,9 @@ def main(argv=None):
     # One process talks to itself: keep discovery on this machine unless the user chose.
     if 'ROS_LOCALHOST_ONLY' not in os.environ:
         os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    if args.num_envs > 1:  # N simultaneous images: Fast DDS's default segment stalls them
-        from cliprt_core.paths import config_dir
+    from cliprt_ros.launch_support import large_image_dds_env
 
-        os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE',
-                              str(config_dir() / 'dds' / 'fastdds_large_images.xml'))
+    os.environ.update(large_image_dds_env(args.num_envs))
     import rclpy
     from rclpy.executors import ExternalShutdownException
 

@@ -22,14 +22,17 @@ executor through ``use_sim_time``).
 ``num_envs:=N`` (lockstep) runs N bridge processes in the namespaces ``env0`` .. ``env<N-1>``,
 each a disjoint shard of the episodes (``shard: i/N``), and one policy node serving all of them
 (``robots: env0,...``, one batched forward for their pending images); all write one results
-folder (locked appends). The launch ends when every bridge has exited.
+folder (locked appends). The launch ends when every bridge has exited. Those nodes get the Fast
+DDS profile ``config/dds/fastdds_large_images.xml`` (N simultaneous images would overflow Fast
+DDS's default shared-memory segment) unless ``FASTRTPS_DEFAULT_PROFILES_FILE`` is set.
 """
 
 from cliprt_core.config import ConfigError
 from cliprt_ros.launch_support import (argument_descriptions, bridge_overrides, env_namespaces,
                                        EVAL_ARGUMENTS, EXECUTOR_ARGUMENTS, executor_overrides,
-                                       exit_failure, LATENCY_ARGUMENTS, num_envs_of,
-                                       POLICY_ARGUMENTS, policy_overrides, realtime_setup)
+                                       exit_failure, large_image_dds_env, LATENCY_ARGUMENTS,
+                                       num_envs_of, POLICY_ARGUMENTS, policy_overrides,
+                                       realtime_setup)
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
                             RegisterEventHandler)
@@ -68,9 +71,9 @@ def _stop_when_all_exit(name, count):
     return handler
 
 
-def _node(executable, namespace, parameters):
+def _node(executable, namespace, parameters, env=None):
     return Node(package=PACKAGE, executable=executable, name=executable, namespace=namespace,
-                output='screen', emulate_tty=True, parameters=parameters)
+                output='screen', emulate_tty=True, parameters=parameters, additional_env=env)
 
 
 def _nodes(context):
@@ -88,14 +91,16 @@ def _nodes(context):
     if realtime and num_envs > 1:
         raise ConfigError('num_envs > 1 needs mode:=lockstep')
     bridge_params = bridge_overrides(given)
+    dds_env = large_image_dds_env(num_envs) or None
     if num_envs == 1:
         bridges = [_node('libero_bridge_node', namespace, [params_file, bridge_params])]
     else:
         policy_params['robots'] = ','.join(env_namespaces(num_envs))
         bridges = [_node('libero_bridge_node', f'{namespace.rstrip("/")}/{env}' if namespace
-                         else env, [params_file, {**bridge_params, 'shard': f'{i}/{num_envs}'}])
+                         else env, [params_file, {**bridge_params, 'shard': f'{i}/{num_envs}'}],
+                         dds_env)
                    for i, env in enumerate(env_namespaces(num_envs))]
-    nodes.append(_node('policy_node', namespace, [params_file, policy_params]))
+    nodes.append(_node('policy_node', namespace, [params_file, policy_params], dds_env))
     done = _stop_when_all_exit('libero_bridge_node', num_envs)
     return nodes + bridges + [
         RegisterEventHandler(OnProcessExit(target_action=node,

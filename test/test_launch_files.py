@@ -250,10 +250,20 @@ def test_realtime_evaluation_launch_adds_the_executor_on_the_simulated_clock(mon
 
 def test_parallel_evaluation_launch_runs_sharded_bridges_and_one_policy_node(monkeypatch):
     from cliprt_core.config import ConfigError
+    from cliprt_ros.launch_support import DDS_PROFILE_VARIABLE
 
+    monkeypatch.delenv(DDS_PROFILE_VARIABLE, raising=False)
     _, actions = _run_launch_file('libero_eval.launch.py', monkeypatch,
                                   {'num_envs': '3', 'namespace': 'eval', 'episodes': '5'})
     nodes = [a for a in actions if type(a).__name__ == 'Node']
+    profile = REPO / 'config' / 'dds' / 'fastdds_large_images.xml'
+    assert profile.is_file()  # every node of the N-simulator run gets the large-image profile
+    assert all(n.kwargs['additional_env'] == {DDS_PROFILE_VARIABLE: str(profile)} for n in nodes)
+    monkeypatch.setenv(DDS_PROFILE_VARIABLE, '/etc/my_dds.xml')  # the user's own one is kept
+    _, mine = _run_launch_file('libero_eval.launch.py', monkeypatch, {'num_envs': '2'})
+    _, single = _run_launch_file('libero_eval.launch.py', monkeypatch, {})
+    assert all(a.kwargs['additional_env'] is None for a in (*mine, *single)
+               if type(a).__name__ == 'Node')
     (policy,) = [n for n in nodes if n.kwargs['executable'] == 'policy_node']
     bridges = [n for n in nodes if n.kwargs['executable'] == 'libero_bridge_node']
     assert policy.kwargs['namespace'] == 'eval'
