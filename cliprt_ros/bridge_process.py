@@ -53,6 +53,7 @@ class BridgeProcess:
             raise RuntimeError(f'the bridge {self.namespace} did not start within {timeout:.0f} s')
         kind, payload = self._receive()
         if kind == 'error':
+            self._finished = True  # the child exits by itself
             raise payload
         self.wanted = payload['wanted']
         self.run_settings = payload['run_settings']
@@ -110,6 +111,7 @@ def _serve(namespace, cli_args, parameters, env_factory, conn) -> None:
                 cli_args=cli_args,
                 parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
         except Exception as exc:  # noqa: B902 - re-raised in the parent
+            ignore_stop_signals()  # exiting anyway: a late SIGTERM must not interrupt that
             conn.send(('error', _picklable(exc)))
             return
         conn.send(('ready', {'wanted': node.wanted, 'results': str(node.results.path),

@@ -22,6 +22,7 @@ from rclpy.logging import get_logger
 from rclpy.signals import SignalHandlerOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_stopping = threading.Event()  # set once the process is stopping: later stop signals do nothing
 #: Executor kinds: ``events`` = rclpy.experimental.EventsExecutor (C++ event queue; experimental
 #: in Jazzy, the fastest here), ``single`` = SingleThreadedExecutor, ``multi`` =
 #: MultiThreadedExecutor (4 threads; slow tail in rclpy 7.1, ros2/rclpy#1452).
@@ -53,7 +54,11 @@ def init(args=None):
     """Initialise rclpy with the stop-once signal handling described above."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
+    _stopping.clear()
+
     def stop(signum, frame):
+        if _stopping.is_set():
+            return  # already stopping
         ignore_stop_signals()
         rclpy.try_shutdown()
         raise KeyboardInterrupt
@@ -64,6 +69,7 @@ def init(args=None):
 
 def ignore_stop_signals():
     """From now on SIGINT / SIGTERM are ignored (the process is already stopping)."""
+    _stopping.set()  # first: a handler that still runs (signal already pending) does nothing
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
