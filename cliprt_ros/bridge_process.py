@@ -62,13 +62,18 @@ class BridgeProcess:
     @property
     def finished(self) -> bool:
         """Return True once the bridge ended its run (its episodes done, a stop, or death)."""
-        if not self._finished and self._conn.poll():
-            _, payload = self._receive()
-            self.finished_now = payload['finished_now']
-            self.stop_reason = payload['stop_reason']
-            self.exit_code = payload['exit_code']
+        if self._finished:
+            return True
+        if self._conn.poll():  # its report, or EOF if it died without one
+            kind, payload = self._receive()
+            if kind == 'done':
+                self.finished_now = payload['finished_now']
+                self.stop_reason = payload['stop_reason']
+                self.exit_code = payload['exit_code']
+            else:
+                self.stop_reason, self.exit_code = str(payload), 1
             self._finished = True
-        elif not self._finished and not self._process.is_alive():
+        elif not self._process.is_alive():
             self.stop_reason = f'the bridge {self.namespace} exited ({self._process.exitcode})'
             self.exit_code = 1
             self._finished = True

@@ -130,3 +130,28 @@ def test_a_bridge_process_that_cannot_start_raises_its_error_in_the_parent(tmp_p
     finally:
         bridge.destroy_node()
     assert bridge._process.exitcode == 0
+
+
+def test_a_bridge_process_that_dies_ends_with_a_reason_and_exit_code_1(tmp_path):
+    """A bridge killed mid-run (SIGKILL: no report) counts as finished, with why, exit code 1."""
+    import os
+    import signal
+    import time
+
+    from cliprt_ros.bridge_process import BridgeProcess
+    from ros_utils import unique_namespace
+
+    bridge = BridgeProcess(unique_namespace(), [], {'suite': 'libero_spatial', 'tasks': '0',
+                                                    'episodes': 1,
+                                                    'results_dir': str(tmp_path / 'r')})
+    try:
+        bridge.wait_ready(120)
+        assert bridge.wanted == [('libero_spatial', 0, 0)] and not bridge.finished
+        os.kill(bridge._process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not bridge.finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        bridge.destroy_node()
+    assert bridge.finished and bridge.exit_code == 1 and 'exited' in bridge.stop_reason
+    assert bridge.finished_now == []
