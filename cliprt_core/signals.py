@@ -38,17 +38,26 @@ def _raise_interrupted(signum, frame) -> None:
 
 
 @contextmanager
-def interrupt_on_signals() -> Iterator[None]:
-    """Make SIGTERM and SIGINT raise :class:`Interrupted` (set-up phases: nothing to save yet)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
+def stop_handlers_restored() -> Iterator[None]:
+    """Put the SIGTERM / SIGINT handlers of now back on exit, whatever changed them meanwhile."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """Make SIGTERM and SIGINT raise :class:`Interrupted` (set-up phases: nothing to save yet)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with stop_handlers_restored():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _raise_interrupted)
+        yield
 
 
 class StopRequest:

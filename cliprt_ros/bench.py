@@ -64,7 +64,7 @@ def bench_in_process(policy, images):
 class _Client:
     """The bridge side: publishes observations like libero_bridge_node and awaits answers."""
 
-    def __init__(self, namespace):
+    def __init__(self, namespace, context=None):
         import rclpy
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
@@ -72,7 +72,7 @@ class _Client:
 
         from cliprt_ros import qos
 
-        self.node = rclpy.create_node('bench_bridge', namespace=namespace)
+        self.node = rclpy.create_node('bench_bridge', namespace=namespace, context=context)
         self.answers = {}
         self.answered = threading.Condition()
         self.instruction = self.node.create_publisher(String, 'instruction', qos.latched_qos())

@@ -69,8 +69,7 @@ def run_setup(setup, count, images, seconds, model_config='cliprt-tiny'):
     clients = []
     try:
         for i in range(count):
-            client = _Client.__new__(_Client)
-            _init_client(client, f'{namespace}/env{i}', context)
+            client = _Client(f'{namespace}/env{i}', context)
             clients.append(client)
             executor.add_node(client.node)
         spinner = threading.Thread(target=spin_until, args=(executor,), daemon=True)
@@ -133,25 +132,6 @@ def run_setup(setup, count, images, seconds, model_config='cliprt-tiny'):
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _init_client(client, namespace, context):
-    """Initialise a bench client like ``_Client.__init__``, in ``context``."""
-    import rclpy
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
-    from trajectory_msgs.msg import JointTrajectory
-
-    from cliprt_ros import qos
-
-    client.node = rclpy.create_node('bench_client', namespace=namespace, context=context)
-    client.answers = {}
-    client.answered = threading.Condition()
-    client.instruction = client.node.create_publisher(String, 'instruction', qos.latched_qos())
-    client.camera = client.node.create_publisher(Image, 'camera/image_raw', qos.reliable_qos(1))
-    client.node.create_subscription(JointTrajectory, 'action_chunk', client._on_chunk,
-                                    qos.reliable_qos(10))
-    client._stamp = 0
 
 
 def main(argv=None):

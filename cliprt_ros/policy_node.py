@@ -352,10 +352,11 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().info(f'{port.label()}camera fresh again')
         silent = time.monotonic() - port.last_image
         if silent > SILENT_CAMERA_S and self.count_publishers(port.camera_topic) > 0:
-            hint = silent_publisher_hint(self, port.camera_topic, self.config.image_qos)
-            self._log(f'silent_camera{port.namespace}', (
+            self._log(f'silent_camera{port.namespace}', lambda: (  # built only when logged
                 f'a publisher exists on {port.camera_topic} but no image arrived for '
-                f'{silent:.0f} s: {hint}'), period=30.0)
+                f'{silent:.0f} s: '
+                + silent_publisher_hint(self, port.camera_topic, self.config.image_qos)),
+                period=30.0)
 
     # --- inference (model thread) ----------------------------------------------------------------
     def _on_model(self, function, *args):
@@ -522,11 +523,12 @@ class PolicyNode(LifecycleNode):
         self._log('withheld' + port.namespace, reason, error=True)
 
     def _log(self, kind, reason, error=False, period=2.0):
-        """Log ``reason``; repeats of the same kind are throttled to one per ``period`` s."""
+        """Log ``reason`` (text, or a function making it); one per ``period`` s per ``kind``."""
         now = time.monotonic()
         if now - self._log_times.get(kind, -period) < period:
             return
         self._log_times[kind] = now
+        reason = reason() if callable(reason) else reason
         # One call site per severity: rclpy refuses a second severity from the same line.
         if error:
             self.get_logger().error(reason)

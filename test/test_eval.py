@@ -199,9 +199,9 @@ def test_ray_executor_gives_the_same_episodes_and_resumes_exactly_once(reference
     after its first finished episode, then resumed: each episode once, equal to in-process.
     Actors the instance cannot place hand their episodes over (below)."""
     ray = pytest.importorskip("ray")
-    from cliprt_core.eval.ray_hosts import keep_signal_handlers
+    from cliprt_core.signals import stop_handlers_restored
 
-    with keep_signal_handlers():  # later tests need the default SIGTERM handling
+    with stop_handlers_restored():  # later tests need the default SIGTERM handling
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         _stranded_actors_hand_their_episodes_over(ray, reference, policy, tmp_path / "lost")

@@ -13,12 +13,11 @@ for it. Every machine of the cluster needs cliprt installed (the same version) a
 """
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 from typing import Any
 
 from cliprt_core.eval.worker import EnvFactory, EnvSlot, EpisodeHost
+from cliprt_core.signals import stop_handlers_restored
 
 
 class RayUnavailableError(ValueError):
@@ -35,22 +34,6 @@ def import_ray():
     return ray
 
 
-@contextlib.contextmanager
-def keep_signal_handlers():
-    """
-    Undo the SIGINT / SIGTERM handlers ``ray.init`` installs in the driver.
-
-    The evaluation stops at a safe point on these signals (cliprt_core.signals); Ray's own
-    handler would end the driver at once instead.
-    """
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-
-
 class RaySession:
     """``ray.init`` on entry unless Ray already runs here; ``ray.shutdown`` if we started it."""
 
@@ -62,7 +45,7 @@ class RaySession:
         ray = import_ray()
         if not ray.is_initialized():
             options = {} if self.address else {'include_dashboard': False}  # local: no dashboard
-            with keep_signal_handlers():
+            with stop_handlers_restored():  # Ray's handlers would end the driver at once
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False,
                          **options)
             self.started = True
