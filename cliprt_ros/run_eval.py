@@ -235,22 +235,16 @@ def _run_shards(policy_node, bridges, extra_nodes):
 
 
 def _spin_multi(bridge, nodes):
-    from rclpy.executors import MultiThreadedExecutor
-
     from cliprt_ros.libero_bridge_node import spin_until_finished
+    from cliprt_ros.spin import make_executor, shutdown_executor
 
-    executor = MultiThreadedExecutor(num_threads=4, context=bridge.context)
+    executor = make_executor('multi', context=bridge.context)
     for node in nodes:
         executor.add_node(node)
     try:
         spin_until_finished(executor, bridge)
     finally:
-        # rclpy 7.x: MultiThreadedExecutor.shutdown() does not wait for callbacks still running
-        # on its thread pool; drain the pool first so no callback outlives its node.
-        pool = getattr(executor, '_executor', None)
-        if pool is not None:
-            pool.shutdown(wait=True)
-        executor.shutdown()
+        shutdown_executor(executor)  # drains the thread pool: no callback outlives its node
 
 
 def main(argv=None):

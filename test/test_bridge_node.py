@@ -112,6 +112,19 @@ def test_ros_evaluation_equals_in_process_evaluation(libero_env, rclpy_context, 
     assert len(spy.joints[0].name) == len(spy.joints[0].position) == 9
     assert [m.data for m in spy.instructions] == [libero_env.language]
 
+    # The same run on one rclpy MultiThreadedExecutor for both nodes (run_eval --executor multi).
+    multi = EvalConfig(**{**config.__dict__, 'results_dir': str(tmp_path / 'multi')})
+    policy_node, bridge, _ = create_nodes(multi, namespace=unique_namespace(), policy=policy,
+                                          env_factory=lambda suite, task: SharedEnv(libero_env))
+    try:
+        assert run_nodes(policy_node, bridge, executor='multi')['complete']
+    finally:
+        policy_node.destroy_node()
+        bridge.destroy_node()
+    (again,) = [json.loads(line) for line in
+                (tmp_path / 'multi' / 'episodes.jsonl').read_text().splitlines()]
+    assert again['state_hash'] == expected['state_hash'] and again['steps'] == MAX_STEPS
+
 
 @pytest.mark.slow
 def test_unanswered_observation_times_out_as_a_failure_with_the_reason(
